@@ -1,0 +1,1 @@
+"""Measurement: timers (CPU clock, CUDA events), stopping rules, statistics and counters."""

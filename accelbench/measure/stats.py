@@ -1,0 +1,93 @@
+"""Pure statistics on samples (seconds). No I/O; tested on known numbers.
+
+The median's confidence interval is distribution-free: the order statistics whose ranks come from the
+binomial distribution Bin(n, 1/2) (the classical sign-test interval), so heavy tails and outliers do not
+make it lie the way a mean +- t*sd interval would.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats as _st
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Summary of samples; every time field is in seconds, ``cv`` and ``rel_ci_halfwidth`` are fractions."""
+
+    n: int
+    median: float
+    mean: float
+    min: float
+    max: float
+    stdev: float
+    q1: float
+    q3: float
+    iqr: float
+    cv: float
+    ci_low: float
+    ci_high: float
+    ci_level: float
+    rel_ci_halfwidth: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def median_ci(samples: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free CI of the median from order statistics. With n < 6 the interval is [min, max]."""
+    x = np.sort(np.asarray(samples, dtype=np.float64))
+    n = x.size
+    if n == 0:
+        return (math.nan, math.nan)
+    if n < 6:
+        return (float(x[0]), float(x[-1]))
+    alpha = 1.0 - level
+    # largest k with P(B <= k-1) <= alpha/2, B ~ Bin(n, 0.5): [x_(k), x_(n-k+1)] has coverage >= level
+    k = int(_st.binom.ppf(alpha / 2.0, n, 0.5))
+    while k > 0 and _st.binom.cdf(k - 1, n, 0.5) > alpha / 2.0:
+        k -= 1
+    k = max(k, 1)
+    return (float(x[k - 1]), float(x[n - k]))
+
+
+def summarize(samples: Sequence[float] | np.ndarray, level: float = 0.95) -> Summary:
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("cannot summarise zero samples")
+    med = float(np.median(x))
+    mean = float(np.mean(x))
+    sd = float(np.std(x, ddof=1)) if x.size > 1 else 0.0
+    q1, q3 = (float(v) for v in np.percentile(x, [25, 75]))
+    lo, hi = median_ci(x, level)
+    half = (hi - lo) / 2.0
+    return Summary(
+        n=int(x.size),
+        median=med,
+        mean=mean,
+        min=float(x.min()),
+        max=float(x.max()),
+        stdev=sd,
+        q1=q1,
+        q3=q3,
+        iqr=q3 - q1,
+        cv=sd / mean if mean > 0 else math.nan,
+        ci_low=lo,
+        ci_high=hi,
+        ci_level=level,
+        rel_ci_halfwidth=half / med if med > 0 else math.inf,
+    )
+
+
+def rel_ci_halfwidth(samples: Sequence[float] | np.ndarray, level: float = 0.95) -> float:
+    """Relative half-width of the median's CI: the adaptive stopping rule's noise measure."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size < 6:
+        return math.inf
+    lo, hi = median_ci(x, level)
+    med = float(np.median(x))
+    return (hi - lo) / 2.0 / med if med > 0 else math.inf
