@@ -131,6 +131,19 @@ class Workload:
         return Work()
 
     @classmethod
+    def unsupported(cls, params: Params, backend: str) -> str | None:
+        """A reason this case cannot run on ``backend`` (recorded as skipped), or None."""
+        if backend not in cls.backends:
+            return f"{cls.name} does not run on the {backend} backend"
+        return None
+
+    @classmethod
+    def definition(cls, params: Params) -> dict[str, Any]:
+        """Anything beyond ``params`` that defines the case (e.g. a model's resolved layer list); it enters
+        the definition hash so compare notices a changed definition."""
+        return {}
+
+    @classmethod
     def variant(cls, params: Params, backend: str) -> dict[str, Any]:
         """Extra facts about what actually runs (e.g. {"math": "tf32"}); recorded in the case."""
         return {}
