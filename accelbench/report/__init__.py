@@ -1,0 +1,1 @@
+"""Reporters: terminal (rich), HTML, markdown. They read records/DataFrames and never re-run anything."""

@@ -1,0 +1,274 @@
+"""Orchestrates one run: preflight, one case at a time in isolation, streaming each record to disk.
+
+A case that raises, runs out of memory or exceeds its time limit is recorded with its status and message
+and the run goes on. Ctrl-C stops cleanly: the run is closed as "interrupted" with every finished case
+kept, then ``Interrupted`` propagates to the CLI (exit 130).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__, backends, environment
+from .backends import Backend
+from .errors import BackendUnavailable, UsageError
+from .measure.counters import CounterSampler
+from .measure.timing import CpuTimer, TimingPolicy
+from .results import CaseRecord, RunRecord, RunWriter, Timing, new_run_id, now_iso
+from .suite import Case, Suite, check_memory
+from .workloads.base import Check
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run; the run directory is closed and keeps every finished case."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"interrupted; finished cases kept in {run_dir}")
+        self.run_dir = run_dir
+
+
+class CaseTimeout(Exception):
+    pass
+
+
+@dataclass
+class RunOptions:
+    backends: list[str] | None = None  # None: every backend the suite names
+    filter: str | None = None
+    quick: bool = False
+    out: Path = Path("results")
+    counters: bool = True
+    counter_interval_s: float = 0.1
+    argv: list[str] = field(default_factory=list)
+    strict_backend: bool = False  # True when the user asked for a backend explicitly
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    run: RunRecord
+    cases: list[CaseRecord]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return count_statuses(self.cases)
+
+
+def count_statuses(cases: list[CaseRecord]) -> dict[str, int]:
+    out = {"ok": 0, "failed": 0, "skipped": 0, "error": 0}
+    for c in cases:
+        out[c.status] = out.get(c.status, 0) + 1
+    return out
+
+
+Hook = Callable[..., None]
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise CaseTimeout in the main thread after ``seconds`` (checked between Python bytecodes, so a long
+    BLAS call finishes first). No-op off the main thread or where SIGALRM does not exist."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread() \
+            or not math.isfinite(seconds):
+        yield
+        return
+
+    def fire(signum: int, frame: Any) -> None:
+        raise CaseTimeout(f"exceeded its time limit of {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, MemoryError):
+        return True
+    name = type(e).__name__
+    return name in ("OutOfMemoryError", "CUDARuntimeError") and "memory" in str(e).lower()
+
+
+def throughput(work: dict[str, Any], median_s: float | None) -> dict[str, float]:
+    if not median_s or median_s <= 0 or not math.isfinite(median_s):
+        return {}
+    out = {}
+    if work.get("flops"):
+        out["gflops"] = work["flops"] / median_s / 1e9
+    if work.get("bytes"):
+        out["gbps"] = work["bytes"] / median_s / 1e9
+    if work.get("items"):
+        out["items_per_s"] = work["items"] / median_s
+    return out
+
+
+def skipped_record(case: Case, backend: str, run_id: str, reason: str) -> CaseRecord:
+    return CaseRecord(
+        run_id=run_id, case_id=case.case_id(backend), suite=case.suite, workload=case.workload,
+        family=case.cls.family, name=case.name, params=case.params_dict, backend=backend,  # type: ignore[arg-type]
+        status="skipped", message=reason, definition_hash=case.definition_hash(),
+        work=case.cls.work(case.params).to_dict(),
+        thresholds={"regression": case.threshold} if case.threshold is not None else {},
+        started_at=now_iso(),
+    )
+
+
+def measure_case(case: Case, be: Backend, run_id: str, quick: bool = False,
+                 sampler: CounterSampler | None = None) -> CaseRecord:
+    """Set up, validate, time and tear down one case on one backend. Never raises for a case-level
+    problem (those become the record's status); KeyboardInterrupt propagates."""
+    rec = skipped_record(case, be.name, run_id, "")
+    rec.variant = case.cls.variant(case.params, be.name)
+    policy: TimingPolicy = case.timing.quick() if quick else case.timing
+    reason = case.cls.unsupported(case.params, be.name)
+    if reason:
+        rec.message = reason
+        return rec
+    t0 = time.perf_counter()
+    wl = None
+    try:
+        with _deadline(policy.timeout_s):
+            wl = case.cls(case.params, be, seed=case.seed)
+            wl.setup()
+            if case.cls.custom:
+                custom = wl.measure_custom(budget_s=policy.max_time_s, quick=quick)
+                rec.metrics = dict(custom.metrics)
+                if custom.check is not None:
+                    rec.validation = custom.check.to_dict()
+                if custom.samples_s:
+                    from .measure.stats import summarize
+
+                    rec.timing = Timing(method="custom", samples_s=list(custom.samples_s), stop_reason="custom",
+                                        summary=summarize(custom.samples_s).to_dict())
+                if custom.check is not None and not custom.check.passed:
+                    rec.status, rec.message = "failed", f"FAILED VALIDATION: {custom.check.message}"
+                    rec.timing = None
+                else:
+                    rec.status = "ok"
+            else:
+                wl.run()
+                be.synchronize()
+                chk: Check = wl.check()
+                rec.validation = chk.to_dict()
+                if not chk.passed:
+                    rec.status, rec.message = "failed", f"FAILED VALIDATION: {chk.message}"
+                else:
+                    label = case.case_id(be.name)
+                    cm = sampler.case(label, be.name) if sampler else contextlib.nullcontext(None)
+                    with cm as cc:
+                        if be.is_gpu:
+                            from .measure.gpu import measure_gpu
+
+                            timing, extra = measure_gpu(wl, policy, quick=quick, counters=cc)
+                        else:
+                            timing, extra = CpuTimer().measure(wl.run, policy), {}
+                    if cc is not None:
+                        rec.counters = cc.result()
+                    rec.timing, rec.timings = timing, extra
+                    rec.status = "ok"
+        if rec.timing is not None and rec.status == "ok":
+            rec.throughput = throughput(rec.work, rec.timing.summary.get("median"))
+    except KeyboardInterrupt:
+        raise
+    except CaseTimeout as e:
+        rec.status, rec.message = "error", f"timeout: {e}"
+        rec.timing = None
+    except Exception as e:
+        rec.status = "error"
+        rec.timing = None
+        if _is_oom(e):
+            rec.message = f"out of memory: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        else:
+            tb = traceback.extract_tb(e.__traceback__)
+            where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+            rec.message = f"{type(e).__name__}: {e}{where}"
+    finally:
+        if wl is not None:
+            with contextlib.suppress(Exception):
+                wl.teardown()
+        del wl
+        with contextlib.suppress(Exception):
+            be.free_memory_pools()
+        rec.duration_s = time.perf_counter() - t0
+    return rec
+
+
+def plan(suite: Suite, opts: RunOptions) -> tuple[list[tuple[Case, str]], dict[str, Backend]]:
+    """Select (case, backend) pairs and resolve backends; refuse what cannot fit or cannot run."""
+    pairs = suite.select(opts.backends, opts.filter)
+    if not pairs:
+        what = f" matching {opts.filter!r}" if opts.filter else ""
+        raise UsageError(f"{suite.file}: no case{what} on backend(s) "
+                         f"{', '.join(opts.backends or ['any'])}; `accelbench list` shows the cases")
+    wanted = sorted({b for _, b in pairs})
+    bes = {b: backends.get(b) for b in wanted}
+    if opts.strict_backend:
+        for b, be in bes.items():
+            if not be.available:
+                raise BackendUnavailable(f"backend {b} is unavailable: {be.reason}")
+    available = {b: be.memory_available() for b, be in bes.items() if be.available}
+    check_memory(suite, pairs, available)
+    return pairs, bes
+
+
+def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_end: Hook | None = None
+              ) -> RunResult:
+    pairs, bes = plan(suite, opts)
+    root = Path(opts.out)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{root}: cannot create the results directory: {e.strerror}") from None
+    run = RunRecord(
+        run_id=new_run_id(root), suite=suite.name, suite_file=suite.file, suite_sha256=suite.sha256,
+        description=suite.description, started_at=now_iso(), accelbench_version=__version__,
+        git=environment.git_info(), argv=list(opts.argv or sys.argv),
+        options={"backends": opts.backends, "filter": opts.filter, "quick": opts.quick,
+                 "counters": opts.counters, "suite_yaml": suite.text},
+        environment=environment.fingerprint(with_gpu=True),
+    )
+    try:
+        writer = RunWriter(root, run)
+    except OSError as e:
+        raise UsageError(f"{root}: cannot write results: {e.strerror}") from None
+    sampler = CounterSampler(interval_s=opts.counter_interval_s, enabled=opts.counters)
+    records: list[CaseRecord] = []
+    status = "finished"
+    try:
+        sampler.start()
+        run.options["counters_capabilities"] = sampler.capabilities()
+        writer.write_run()
+        for i, (case, b) in enumerate(pairs):
+            be = bes[b]
+            if on_start:
+                on_start(i, len(pairs), case, b)
+            if not be.available:
+                rec = skipped_record(case, b, run.run_id, f"GPU unavailable: {be.reason}" if b == "gpu"
+                                     else be.reason)
+            else:
+                rec = measure_case(case, be, run.run_id, quick=opts.quick, sampler=sampler)
+            writer.append(rec)
+            records.append(rec)
+            if on_end:
+                on_end(i, len(pairs), rec)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        sampler.stop()
+        writer.close(status, count_statuses(records))  # type: ignore[arg-type]
+    if status == "interrupted":
+        raise Interrupted(writer.dir)
+    return RunResult(run_dir=writer.dir, run=run, cases=records)
