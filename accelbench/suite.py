@@ -396,7 +396,7 @@ def _expand_entry(i: int, entry: Entry, sf: SuiteFile, models: dict[str, Any], d
     for combo in itertools.product(*[list(enumerate(vals)) for _, vals in axes]):
         point = dict(values)
         idx = {}
-        for k, (j, v) in zip(names, combo):
+        for k, (j, v) in zip(names, combo, strict=True):
             point[k] = v
             idx[k] = j
         try:
