@@ -7,6 +7,7 @@ make it lie the way a mean +- t*sd interval would.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -46,13 +47,19 @@ def median_ci(samples: Sequence[float] | np.ndarray, level: float = 0.95) -> tup
         return (math.nan, math.nan)
     if n < 6:
         return (float(x[0]), float(x[-1]))
+    k = _ci_rank(n, level)
+    return (float(x[k - 1]), float(x[n - k]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _ci_rank(n: int, level: float) -> int:
+    """Largest k with P(B <= k-1) <= alpha/2, B ~ Bin(n, 1/2): [x_(k), x_(n-k+1)] covers >= level.
+    Cached: the stopping rule asks after every sample."""
     alpha = 1.0 - level
-    # largest k with P(B <= k-1) <= alpha/2, B ~ Bin(n, 0.5): [x_(k), x_(n-k+1)] has coverage >= level
     k = int(_st.binom.ppf(alpha / 2.0, n, 0.5))
     while k > 0 and _st.binom.cdf(k - 1, n, 0.5) > alpha / 2.0:
         k -= 1
-    k = max(k, 1)
-    return (float(x[k - 1]), float(x[n - k]))
+    return max(k, 1)
 
 
 def summarize(samples: Sequence[float] | np.ndarray, level: float = 0.95) -> Summary:
