@@ -160,10 +160,10 @@ class TimingSpec(_Strict):
 
 
 class Defaults(_Strict):
-    backends: list[Backend] = Field(default_factory=lambda: ["gpu", "cpu"], min_length=1)
+    backends: list[Backend] = Field(default_factory=lambda: ["gpu", "cpu"], min_length=1)  # type: ignore[arg-type]
     seed: int = Field(0, ge=0, le=2**32 - 1)
     params: dict[str, Any] = Field(default_factory=dict)
-    timing: TimingSpec = Field(default_factory=TimingSpec)
+    timing: TimingSpec = Field(default_factory=TimingSpec)  # type: ignore[arg-type]
     max_cases: int = Field(DEFAULT_MAX_CASES, ge=1, le=HARD_MAX_CASES)
 
 
@@ -180,7 +180,7 @@ class Entry(_Strict):
 class SuiteFile(_Strict):
     suite: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     description: str = ""
-    defaults: Defaults = Field(default_factory=Defaults)
+    defaults: Defaults = Field(default_factory=Defaults)  # type: ignore[arg-type]
     thresholds: dict[str, float] = Field(default_factory=dict)
     models: dict[str, Any] = Field(default_factory=dict)
     benchmarks: list[Entry] = Field(min_length=1)
@@ -281,7 +281,7 @@ def _is_container_type(tp: Any) -> bool:
     return tp in (list, tuple, dict)
 
 
-def _pydantic_msg(err: dict[str, Any]) -> str:
+def _pydantic_msg(err: Any) -> str:
     msg = str(err.get("msg", "invalid"))
     if err.get("type") == "extra_forbidden":
         return "unknown key"

@@ -42,10 +42,13 @@ TOLERANCE: dict[str, float] = {
 DTYPES = ("float64", "float32", "float16")
 
 
-class Params(BaseModel):
+class BaseParams(BaseModel):
     """Base for every workload's parameters: strict, unknown keys are errors, frozen (hashable)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Params = BaseParams  # the name workload modules import
 
 
 @dataclass(frozen=True)
@@ -107,13 +110,13 @@ class Workload:
 
     name: ClassVar[str] = ""  # YAML name, e.g. "gemm"
     family: ClassVar[str] = ""  # "blas", "conv", "memory", "elementwise", "reduction", "model", ...
-    Params: ClassVar[type[Params]] = Params
+    Params: ClassVar[type[BaseParams]] = BaseParams
     description: ClassVar[str] = ""
     synchronizes: ClassVar[bool] = False  # True when run() synchronises internally (host copies, ...)
     custom: ClassVar[bool] = False  # True: runner calls measure_custom() instead of timing run()
     backends: ClassVar[tuple[str, ...]] = ("gpu", "cpu")  # where this workload can run
 
-    def __init__(self, params: Params, backend: Backend, seed: int = 0) -> None:
+    def __init__(self, params: BaseParams, backend: Backend, seed: int = 0) -> None:
         self.p = params
         self.backend = backend
         self.xp = backend.xp
@@ -121,30 +124,30 @@ class Workload:
 
     # ---- sizing (classmethods: used before anything is allocated) ----
     @classmethod
-    def memory_bytes(cls, params: Params, backend: str) -> int:
+    def memory_bytes(cls, params: BaseParams, backend: str) -> int:
         """Peak bytes this case allocates on ``backend`` (inputs, outputs, workspace). Used to refuse a
         suite up front when it cannot fit."""
         return 0
 
     @classmethod
-    def work(cls, params: Params) -> Work:
+    def work(cls, params: BaseParams) -> Work:
         return Work()
 
     @classmethod
-    def unsupported(cls, params: Params, backend: str) -> str | None:
+    def unsupported(cls, params: BaseParams, backend: str) -> str | None:
         """A reason this case cannot run on ``backend`` (recorded as skipped), or None."""
         if backend not in cls.backends:
             return f"{cls.name} does not run on the {backend} backend"
         return None
 
     @classmethod
-    def definition(cls, params: Params) -> dict[str, Any]:
+    def definition(cls, params: BaseParams) -> dict[str, Any]:
         """Anything beyond ``params`` that defines the case (e.g. a model's resolved layer list); it enters
         the definition hash so compare notices a changed definition."""
         return {}
 
     @classmethod
-    def variant(cls, params: Params, backend: str) -> dict[str, Any]:
+    def variant(cls, params: BaseParams, backend: str) -> dict[str, Any]:
         """Extra facts about what actually runs (e.g. {"math": "tf32"}); recorded in the case."""
         return {}
 
