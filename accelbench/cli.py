@@ -86,6 +86,10 @@ def run(
         "results"),
     no_counters: Annotated[bool, typer.Option("--no-counters", help="Do not sample NVML/psutil counters.")] = False,
     as_json: JsonOpt = False,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="Compare with this run (see `compare`).")] = None,
+    interleave: Annotated[bool, typer.Option("--interleave", help="With --baseline: re-measure the baseline's "
+                                             "suite and this one alternately in one session.")] = False,
+    rounds: Annotated[int, typer.Option("--rounds", help="Interleaved rounds per case.")] = 6,
 ) -> None:
     """Run every case of SUITE on the GPU (CuPy) and the CPU (NumPy), validate, time and report.
 
@@ -100,6 +104,8 @@ def run(
     s = suite_mod.load(suite)
     opts = RunOptions(backends=_backends(backend), filter=filter, quick=quick, out=out_dir,
                       counters=not no_counters, argv=sys.argv, strict_backend=backend != "all")
+    if baseline is not None or interleave:
+        raise typer.Exit(_run_with_baseline(s, opts, baseline or "", interleave, rounds, as_json))
     progress = Progress(TextColumn("[bold]{task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, transient=True, disable=as_json)
     task = progress.add_task("run", total=None, what="")
@@ -236,3 +242,175 @@ def main() -> None:
 
 
 # ---- commands owned by feature modules ----
+
+# -- compare / gate / export (accelbench.compare, accelbench.exports, accelbench.interleave) --
+
+RunArg = Annotated[str, typer.Argument(help="A run directory (or its run.json), a results root (its newest "
+                                            "run), or a pytest-benchmark JSON file.", show_default=False)]
+ThresholdOpt = Annotated[str, typer.Option("--threshold", "-t", help="Slowdown that counts, e.g. 5% or 0.05; "
+                                           "per-workload thresholds in the suite take precedence.")]
+AlphaOpt = Annotated[float, typer.Option("--alpha", help="Significance level, Holm-corrected over all cases.")]
+MetricOpt = Annotated[str, typer.Option("--metric", help="median, mean or min.")]
+IgnoreOpt = Annotated[list[str] | None, typer.Option("--ignore-param", help="Match cases ignoring this "
+                                                     "parameter (repeatable), e.g. to A/B one knob.")]
+MarkdownOpt = Annotated[Path | None, typer.Option("--markdown", help="Also write a Markdown table (PR comment, "
+                                                  "$GITHUB_STEP_SUMMARY) to FILE.")]
+
+
+def _compare_options(threshold: str, alpha: float, metric: str, ignore: list[str] | None) -> Any:
+    from .compare import CompareOptions, parse_fraction
+
+    o = CompareOptions(threshold=parse_fraction(threshold), alpha=alpha, metric=metric,
+                       ignore_params=tuple(ignore or ()))
+    o.check()
+    return o
+
+
+def _write_markdown(path: Path | None, text: str) -> None:
+    from .errors import UsageError
+
+    if path is None:
+        return
+    try:
+        with open(path, "a" if str(path).endswith("GITHUB_STEP_SUMMARY") else "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write: {e.strerror}") from None
+
+
+@app.command()
+@guarded
+def compare(
+    base: RunArg,
+    new: Annotated[str | None, typer.Argument(help="The run to compare with BASE; omit it to compare the GPU "
+                                              "with the CPU within BASE.", show_default=False)] = None,
+    threshold: ThresholdOpt = "5%",
+    alpha: AlphaOpt = 0.01,
+    metric: MetricOpt = "median",
+    ignore_param: IgnoreOpt = None,
+    markdown: MarkdownOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare two runs case by case (ratio, CI, verdict), or GPU against CPU within one run.
+
+    Example: accelbench compare results/base-run results/new-run --markdown comment.md
+    """
+    from . import compare as cmp_mod
+    from .report import markdown as md
+
+    opts = _compare_options(threshold, alpha, metric, ignore_param)
+    if new is None:
+        run = cmp_mod.load_side(base)
+        rows = cmp_mod.speedups(run, metric=opts.metric)
+        if as_json:
+            from dataclasses import asdict
+
+            _print_json([asdict(r) for r in rows])
+        else:
+            sys.stdout.write(md.speedup_text(rows))
+        _write_markdown(markdown, md.speedups(rows))
+        return
+    c = cmp_mod.compare_runs(cmp_mod.load_side(base), cmp_mod.load_side(new), opts)
+    if as_json:
+        _print_json(c.to_dict())
+    else:
+        sys.stdout.write(md.text_table(c))
+    for d in c.machine:
+        err.print(f"[bold yellow]warning:[/] machines differ: {escape(d.key)}: {d.base!r} -> {d.new!r}",
+                  soft_wrap=True)
+    _write_markdown(markdown, md.comparison(c))
+
+
+@app.command()
+@guarded
+def gate(
+    base: RunArg,
+    new: RunArg,
+    threshold: ThresholdOpt = "5%",
+    alpha: AlphaOpt = 0.01,
+    metric: MetricOpt = "median",
+    ignore_param: IgnoreOpt = None,
+    allow_different_machines: Annotated[bool, typer.Option("--allow-different-machines", help="Gate even when "
+                                        "the fingerprints differ (GPU, driver, CUDA, CPU, library versions).")] = False,
+    markdown: MarkdownOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """CI gate: exit 0 when no case regressed, 1 when one did (each named on one line), 2 on bad input.
+
+    A case regresses when it is slower than its threshold AND the slowdown is significant (Mann-Whitney U,
+    Holm-corrected); a faster case never fails the gate. Example: accelbench gate base/ new/ --threshold 5%
+    """
+    from . import compare as cmp_mod
+    from .report import markdown as md
+
+    res = cmp_mod.gate(base, new, _compare_options(threshold, alpha, metric, ignore_param),
+                       allow_different_machines=allow_different_machines)
+    c = res.comparison
+    _write_markdown(markdown, md.comparison(c))
+    for d in c.machine:
+        err.print(f"[bold yellow]warning:[/] machines differ: {escape(d.key)}: {d.base!r} -> {d.new!r}",
+                  soft_wrap=True)
+    if as_json:
+        _print_json(c.to_dict())
+    counts = ", ".join(f"{v} {k}" for k, v in c.counts().items() if v)
+    for r in c.regressions:
+        sys.stdout.write(f"REGRESSION {r.one_line()}\n")
+    for r in c.cases:
+        if r.verdict == "slower" and r.definition_changed:
+            sys.stdout.write(f"not gated (definition changed): {r.one_line()}\n")
+    if res.failed:
+        sys.stdout.write(f"gate: FAIL, {len(c.regressions)} regression(s) ({counts})\n")
+        raise typer.Exit(EXIT_FAILED)
+    sys.stdout.write(f"gate: ok, no regression ({counts})\n")
+
+
+@app.command("export")
+@guarded
+def export_cmd(
+    run: RunArg,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="pytest-benchmark, gab-smaller, gab-bigger "
+                                     "(github-action-benchmark custom) or bencher (Bencher Metric Format).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")] = None,
+) -> None:
+    """Export a run for dashboards that read pytest-benchmark, github-action-benchmark or Bencher JSON.
+
+    Example: accelbench export results/ --format gab-smaller -o bench.json
+    """
+    from . import compare as cmp_mod
+    from . import exports
+    from .errors import UsageError
+
+    r = cmp_mod.load_side(run)
+    text = json.dumps(exports.export(r.run, r.cases, fmt), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"{output}: cannot write: {e.strerror}") from None
+    err.print(f"wrote {output}")
+
+
+def _run_with_baseline(s: Any, opts: Any, baseline: str, interleave: bool, rounds: int, as_json: bool) -> int:
+    """`run --baseline [--interleave]`: measure, compare with the baseline, print; returns the exit code
+    (1 when a case failed or regressed)."""
+    from .errors import UsageError
+    from .interleave import run_with_baseline
+    from .report import markdown as md
+
+    if not baseline:
+        raise UsageError("--interleave needs --baseline BASE_RUN")
+
+    def progress(i: int, n: int, what: str) -> None:
+        if not as_json:
+            err.print(f"[{i + 1}/{n}] {escape(what)}", highlight=False)
+
+    c, bdir, ndir = run_with_baseline(s, opts, baseline, interleave, rounds, progress=progress)
+    if as_json:
+        _print_json({"baseline_dir": str(bdir), "run_dir": str(ndir), "comparison": c.to_dict()})
+    else:
+        sys.stdout.write(md.text_table(c))
+        out.print(f"baseline {'re-measured in ' + str(bdir) if interleave else str(bdir)}; results in {ndir}")
+    bad = sum(1 for x in c.cases if x.verdict == "failed")
+    return EXIT_FAILED if c.regressions or bad else EXIT_OK

@@ -1,0 +1,115 @@
+"""Markdown for pull-request comments and GitHub's job summary (``$GITHUB_STEP_SUMMARY``), and the same
+table as plain text for the terminal. Regressions come first; unchanged cases fold away."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..compare import CaseComparison, Comparison, Speedup, fmt_change, fmt_time
+
+ICON = {"slower": "🔴", "inconclusive": "🟡", "failed": "❌", "missing": "⚪", "new": "🆕", "faster": "🟢",
+        "unchanged": "⚫"}
+HEAD = ("", "case", "backend", "base", "new", "change", "CI", "verdict")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _row(c: CaseComparison) -> list[str]:
+    ci = f"{fmt_change(c.ci_low)} … {fmt_change(c.ci_high)}" if c.ci_low is not None else ""
+    verdict = c.verdict
+    if c.definition_changed:
+        verdict += " (definition changed, not gated)"
+    why = c.reason if c.verdict != "unchanged" else ""
+    if why:
+        verdict += f": {why}"
+    return [ICON.get(c.verdict, ""), c.name, c.backend, fmt_time(c.base_value_s), fmt_time(c.new_value_s),
+            fmt_change(c.ratio), ci, verdict]
+
+
+def _table(rows: Sequence[CaseComparison]) -> list[str]:
+    out = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    out += ["| " + " | ".join(_cell(x) for x in _row(c)) + " |" for c in rows]
+    return out
+
+
+def headline(cmp: Comparison) -> str:
+    n = len(cmp.regressions)
+    total = len(cmp.cases)
+    if n:
+        return f"accelbench: {n} regression{'s' if n != 1 else ''} in {total} cases"
+    return f"accelbench: no regression in {total} cases"
+
+
+def comparison(cmp: Comparison, title: str | None = None) -> str:
+    """The whole PR comment."""
+    o = cmp.options
+    counts = {k: v for k, v in cmp.counts().items() if v}
+    lines = [f"## {title or headline(cmp)}", ""]
+    lines.append(f"base `{cmp.base}` → new `{cmp.new}`; metric {o.metric}, threshold {o.threshold * 100:g}% "
+                 f"(per-workload thresholds from the suite apply), alpha {o.alpha:g} with Holm's correction over "
+                 f"{sum(1 for c in cmp.cases if c.p_slower_adj is not None)} cases"
+                 + ("; interleaved in one session" if cmp.interleaved else "; separate sessions") + ".")
+    lines.append("")
+    lines.append(", ".join(f"{ICON[k]} {v} {k}" for k, v in counts.items()))
+    lines.append("")
+    if cmp.machine:
+        lines.append("> [!WARNING]")
+        lines.append("> The runs come from different machines or software; timings may not be comparable:")
+        for d in cmp.machine[:10]:
+            lines.append(f"> - `{d.key}`: `{d.base}` → `{d.new}`")
+        if len(cmp.machine) > 10:
+            lines.append(f"> - … and {len(cmp.machine) - 10} more")
+        lines.append("")
+    elif not cmp.machine_checked:
+        lines += ["> [!NOTE]", "> One run has no machine fingerprint; the machines could not be compared.", ""]
+    shown = [c for c in cmp.cases if c.verdict != "unchanged"]
+    hidden = [c for c in cmp.cases if c.verdict == "unchanged"]
+    if shown:
+        lines += _table(shown)
+        lines.append("")
+    if hidden:
+        lines.append(f"<details><summary>{len(hidden)} unchanged</summary>")
+        lines.append("")
+        lines += _table(hidden)
+        lines.append("")
+        lines.append("</details>")
+        lines.append("")
+    lines.append("<sub>change = new/base − 1 of the metric; CI: 95% interval of that ratio; a case is a "
+                 "regression only when slower than its threshold with Holm-corrected significance.</sub>")
+    return "\n".join(lines) + "\n"
+
+
+def speedups(rows: Sequence[Speedup], title: str = "GPU vs CPU") -> str:
+    lines = [f"## {title}", "", "| case | GPU | CPU | speedup | 95% CI |", "|---|---|---|---|---|"]
+    for s in rows:
+        lines.append(f"| {_cell(s.name)} | {fmt_time(s.gpu_s)} | {fmt_time(s.cpu_s)} | {s.speedup:.3g}× | "
+                     f"{s.ci_low:.3g}× … {s.ci_high:.3g}× |")
+    return "\n".join(lines) + "\n"
+
+
+def text_table(cmp: Comparison) -> str:
+    """The comparison as aligned plain text (regressions first) for the terminal."""
+    rows = [list(HEAD[1:])] + [_row(c)[1:] for c in cmp.cases]
+    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(len(rows[0]) - 1)]
+    out = []
+    for r in rows:
+        cells = [r[i][:60].ljust(widths[i]) for i in range(len(widths))] + [r[-1]]
+        out.append("  ".join(cells).rstrip())
+    counts = ", ".join(f"{v} {k}" for k, v in cmp.counts().items() if v)
+    out.append("")
+    out.append(f"{headline(cmp)} ({counts})")
+    for d in cmp.machine:
+        out.append(f"WARNING: machine differs: {d.key}: {d.base!r} -> {d.new!r}")
+    return "\n".join(out) + "\n"
+
+
+def speedup_text(rows: Sequence[Speedup]) -> str:
+    out = [f"{'case':60}  {'GPU':>10}  {'CPU':>10}  {'speedup':>8}  95% CI"]
+    for s in rows:
+        out.append(f"{s.name[:60]:60}  {fmt_time(s.gpu_s):>10}  {fmt_time(s.cpu_s):>10}  {s.speedup:>7.3g}x  "
+                   f"{s.ci_low:.3g}x..{s.ci_high:.3g}x")
+    if not rows:
+        out.append("(no case ran successfully on both the GPU and the CPU)")
+    return "\n".join(out) + "\n"
