@@ -1,0 +1,558 @@
+"""Layers with forward and backward on the array module (NumPy on the CPU, CuPy on the GPU).
+
+One implementation serves both backends: every operation goes through ``xp``. Activations are NCHW (or
+(N, F) after flatten). Convolution is the im2col + GEMM of :mod:`accelbench.ops.conv` (shared with the
+conv2d kernel workload); its input gradient at stride 1 is computed as a second convolution (the
+transposed kernel over the padded output gradient: im2col + one GEMM again) rather than GEMM + col2im,
+because the strided scatter-adds of col2im cost as much as a GEMM on the CPU.
+
+Hot paths write into buffers that each layer keeps per shape (``out=`` everywhere), so after the first
+step a training step allocates almost nothing: cheaper on the CPU (no page faults on fresh large arrays)
+and friendly to CUDA-graph capture on the GPU (no host synchronisation and stable addresses).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..ops.conv import ConvWorkspace, col2im, conv2d_forward, conv_geometry, im2col
+from . import spec as S
+
+Array = Any
+Shape = tuple[int, ...]
+
+
+class Scratch:
+    """Buffers shared between layers for values that live only inside one call (e.g. the columns of the
+    input-gradient convolution), keyed by role and shape so that a buffer's contents are never needed by
+    two users at once."""
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+        self._bufs: dict[tuple[Any, ...], Array] = {}
+
+    def get(self, role: str, shape: Shape, dtype: Any, zero: bool = False) -> Array:
+        key = (role, tuple(shape), np.dtype(dtype).str)
+        a = self._bufs.get(key)
+        if a is None:
+            a = self.xp.zeros(shape, dtype=dtype) if zero else self.xp.empty(shape, dtype=dtype)
+            self._bufs[key] = a
+        return a
+
+    def nbytes(self) -> int:
+        return sum(int(a.nbytes) for a in self._bufs.values())
+
+
+class Layer:
+    """Base: ``forward(x, train)`` returns the output, ``backward(dy, need_dx)`` returns dL/dx (or None)
+    and fills ``grads`` (same order and shapes as ``params``)."""
+
+    kind = ""
+
+    def __init__(self, xp: Any, dtype: Any, in_shape: Shape, out_shape: Shape, scratch: Scratch) -> None:
+        self.xp = xp
+        self.dtype = np.dtype(dtype)
+        self.in_shape = tuple(in_shape)
+        self.out_shape = tuple(out_shape)
+        self.scratch = scratch
+        self.params: list[Array] = []
+        self.grads: list[Array] = []
+        self.param_names: list[str] = []
+        self.state: dict[str, Array] = {}  # non-trained state (batchnorm running statistics)
+        self._bufs: dict[str, Array] = {}
+
+    def buf(self, name: str, shape: Shape, dtype: Any = None, zero: bool = False) -> Array:
+        """This layer's own buffer ``name``, reallocated only when the shape changes (a new batch size)."""
+        dt = np.dtype(dtype) if dtype is not None else self.dtype
+        a = self._bufs.get(name)
+        if a is None or tuple(a.shape) != tuple(shape) or a.dtype != dt:
+            a = self.xp.zeros(shape, dtype=dt) if zero else self.xp.empty(shape, dtype=dt)
+            self._bufs[name] = a
+        return a
+
+    def add_param(self, name: str, host: np.ndarray) -> None:
+        self.params.append(self.xp.asarray(host.astype(self.dtype)))
+        self.grads.append(self.xp.zeros(host.shape, dtype=self.dtype))
+        self.param_names.append(name)
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        raise NotImplementedError
+
+    def backward(self, dy: Array, need_dx: bool = True) -> Array | None:
+        raise NotImplementedError
+
+    def sublayers(self) -> list[Layer]:
+        return [self]
+
+
+def _init_weight(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int, init: str) -> np.ndarray:
+    if init == "glorot":
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-limit, limit, size=shape)
+    return rng.standard_normal(size=shape) * math.sqrt(2.0 / fan_in)  # He (Kaiming) normal for ReLU nets
+
+
+# ---------------------------------------------------------------- convolution
+
+
+class Conv2D(Layer):
+    kind = "conv"
+
+    def __init__(self, xp: Any, dtype: Any, in_shape: Shape, out_shape: Shape, scratch: Scratch,
+                 rng: np.random.Generator, init: str, out: int, kernel: int, stride: int, pad: int,
+                 bias: bool = True) -> None:
+        super().__init__(xp, dtype, in_shape, out_shape, scratch)
+        c = in_shape[0]
+        self.f, self.k, self.stride, self.pad, self.has_bias = out, kernel, stride, pad, bias
+        self.add_param("w", _init_weight(rng, (out, c, kernel, kernel), c * kernel ** 2, out * kernel ** 2, init))
+        if bias:
+            self.add_param("b", np.zeros(out))
+        self._ws: ConvWorkspace | None = None
+        self._cols: Array = None
+        self._x_shape: tuple[int, int, int, int] | None = None
+
+    @property
+    def w(self) -> Array:
+        return self.params[0]
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        g = conv_geometry(x.shape, self.w.shape, self.stride, self.pad)
+        if self._ws is None or self._ws.geom != g:
+            self._ws = ConvWorkspace(self.xp, g, self.dtype)
+        y = self.buf("y", g.y_shape)
+        b = self.params[1] if self.has_bias else None
+        y, self._cols = conv2d_forward(x, self.w, b, self.stride, self.pad, out=y, workspace=self._ws)
+        self._x_shape = tuple(x.shape)  # type: ignore[assignment]
+        return y
+
+    def backward(self, dy: Array, need_dx: bool = True) -> Array | None:
+        xp = self.xp
+        assert self._x_shape is not None and self._ws is not None, "backward before forward"
+        g = self._ws.geom
+        # dy (N, F, OH, OW) -> (F, N*OH*OW): the forward GEMM's output layout
+        dy2 = self.scratch.get("conv.dy2", g.gemm_shape, self.dtype)
+        dy2.reshape(g.f, g.n, g.oh, g.ow)[...] = dy.transpose(1, 0, 2, 3)
+        xp.matmul(dy2, self._cols.T, out=self.grads[0].reshape(g.f, g.ckk))
+        if self.has_bias:
+            dy2.sum(axis=1, out=self.grads[1])
+        if not need_dx:
+            return None
+        dx = self.buf("dx", g.x_shape)
+        if g.sh == 1 and g.sw == 1:
+            # dL/dx is the convolution of dy (padded by k-1-p) with the kernel flipped and its in/out
+            # channels swapped: im2col + one GEMM, like the forward.
+            wt = self.buf("wt", (g.c, g.f, g.kh, g.kw))
+            wt[...] = self.w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+            tp = (g.kh - 1 - g.ph, g.kw - 1 - g.pw)
+            tg = conv_geometry(dy.shape, wt.shape, 1, tp)
+            xpad = self.scratch.get("conv.dxpad", tg.padded_shape, self.dtype, zero=True) if any(tp) else None
+            cols = self.scratch.get("conv.dxcols", tg.cols_shape, self.dtype)
+            im2col(dy, g.kh, g.kw, 1, tp, out=cols, xpad=xpad)
+            gemm = self.scratch.get("conv.dxgemm", tg.gemm_shape, self.dtype)
+            xp.matmul(wt.reshape(g.c, tg.ckk), cols, out=gemm)
+            dx[...] = gemm.reshape(g.c, g.n, g.h, g.w).transpose(1, 0, 2, 3)
+        else:
+            dcols = self.scratch.get("conv.dcols", g.cols_shape, self.dtype)
+            xp.matmul(self.w.reshape(g.f, g.ckk).T, dy2, out=dcols)
+            col2im(dcols, g.x_shape, g.kh, g.kw, (g.sh, g.sw), (g.ph, g.pw), out=dx)
+        return dx
+
+
+# ---------------------------------------------------------------- pointwise
+
+
+class ReLU(Layer):
+    kind = "relu"
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        y = self.buf("y", x.shape)
+        self.xp.maximum(x, 0, out=y)
+        self._y = y
+        return y
+
+    def backward(self, dy: Array, need_dx: bool = True) -> Array | None:
+        if not need_dx:
+            return None
+        xp = self.xp
+        mask = self.buf("mask", dy.shape, dtype=bool)
+        xp.greater(self._y, 0, out=mask)
+        dx = self.buf("dx", dy.shape)
+        xp.multiply(dy, mask, out=dx)
+        return dx
+
+
+class Dropout(Layer):
+    """Inverted dropout: scales kept units by 1/(1-rate) in training, identity at inference."""
+
+    kind = "dropout"
+
+    def __init__(self, xp: Any, dtype: Any, in_shape: Shape, out_shape: Shape, scratch: Scratch, rate: float,
+                 seed: int) -> None:
+        super().__init__(xp, dtype, in_shape, out_shape, scratch)
+        self.rate = rate
+        self._rs = xp.random.RandomState(seed)
+        self.fixed_mask: Array = None  # set by a reference network to replay another network's mask
+        self._mask: Array = None
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        if not train or self.rate == 0.0:
+            self._mask = None
+            return x
+        xp = self.xp
+        mask = self.buf("mask", x.shape)
+        if self.fixed_mask is not None:
+            mask[...] = xp.asarray(self.fixed_mask)
+        else:
+            u = self._rs.random_sample(x.shape)
+            mask[...] = u >= self.rate
+            xp.multiply(mask, 1.0 / (1.0 - self.rate), out=mask)
+        self._mask = mask
+        y = self.buf("y", x.shape)
+        xp.multiply(x, mask, out=y)
+        return y
+
+    def backward(self, dy: Array, need_dx: bool = True) -> Array | None:
+        if not need_dx:
+            return None
+        if self._mask is None:
+            return dy
+        dx = self.buf("dx", dy.shape)
+        self.xp.multiply(dy, self._mask, out=dx)
+        return dx
+
+
+class Flatten(Layer):
+    kind = "flatten"
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        self._shape = tuple(x.shape)
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy: Array, need_dx: bool = True) -> Array | None:
+        return dy.reshape(self._shape) if need_dx else None
+
+
+# ---------------------------------------------------------------- pooling
+
+
+def _pool_dims(h: int, w: int, k: int, s: int) -> tuple[int, int, int, int]:
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    return oh, ow, s * (oh - 1) + 1, s * (ow - 1) + 1
+
+
+class MaxPool(Layer):
+    """Max over k x k windows. The gradient goes to the first maximum of each window (as in PyTorch),
+    tracked as the window offset of the winner so backward needs no search."""
+
+    kind = "maxpool"
+
+    def __init__(self, xp: Any, dtype: Any, in_shape: Shape, out_shape: Shape, scratch: Scratch, size: int,
+                 stride: int | None) -> None:
+        super().__init__(xp, dtype, in_shape, out_shape, scratch)
+        self.k = size
+        self.s = stride or size
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        xp = self.xp
+        n, c, h, w = x.shape
+        k, s = self.k, self.s
+        oh, ow, hs, ws = _pool_dims(h, w, k, s)
+        y = self.buf("y", (n, c, oh, ow))
+        idx = self.buf("idx", (n, c, oh, ow), dtype=np.int8 if k * k < 128 else np.int32)
+        m = self.buf("m", (n, c, oh, ow), dtype=bool)
+        y[...] = x[:, :, 0:hs:s, 0:ws:s]
+        idx.fill(0)
+        for o in range(1, k * k):
+            i, j = divmod(o, k)
+            win = x[:, :, i:i + hs:s, j:j + ws:s]
+            xp.greater(win, y, out=m)
+            xp.maximum(y, win, out=y)
+            xp.copyto(idx, o, where=m, casting="unsafe")
+        self._x_shape = (n, c, h, w)
+        return y
+
+    def backward(self, dy: Array, need_dx: bool = True) -> Array | None:
+        if not need_dx:
+            return None
+        xp = self.xp
+        n, c, h, w = self._x_shape
+        k, s = self.k, self.s
+        _oh, _ow, hs, ws = _pool_dims(h, w, k, s)
+        idx = self._bufs["idx"]
+        m = self.buf("m", dy.shape, dtype=bool)
+        t = self.buf("t", dy.shape)
+        dx = self.buf("dx", self._x_shape)
+        dx.fill(0)
+        for o in range(k * k):
+            i, j = divmod(o, k)
+            xp.equal(idx, o, out=m)
+            xp.multiply(dy, m, out=t)
+            dst = dx[:, :, i:i + hs:s, j:j + ws:s]
+            if s >= k:
+                dst[...] = t  # windows do not overlap: each input position is written once
+            else:
+                dst += t
+        return dx
+
+
+class AvgPool(Layer):
+    kind = "avgpool"
+
+    def __init__(self, xp: Any, dtype: Any, in_shape: Shape, out_shape: Shape, scratch: Scratch, size: int,
+                 stride: int | None) -> None:
+        super().__init__(xp, dtype, in_shape, out_shape, scratch)
+        self.k = size
+        self.s = stride or size
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        n, c, h, w = x.shape
+        k, s = self.k, self.s
+        oh, ow, hs, ws = _pool_dims(h, w, k, s)
+        y = self.buf("y", (n, c, oh, ow))
+        y[...] = x[:, :, 0:hs:s, 0:ws:s]
+        for o in range(1, k * k):
+            i, j = divmod(o, k)
+            y += x[:, :, i:i + hs:s, j:j + ws:s]
+        y *= 1.0 / (k * k)
+        self._x_shape = (n, c, h, w)
+        return y
+
+    def backward(self, dy: Array, need_dx: bool = True) -> Array | None:
+        if not need_dx:
+            return None
+        n, c, h, w = self._x_shape
+        k, s = self.k, self.s
+        _oh, _ow, hs, ws = _pool_dims(h, w, k, s)
+        t = self.buf("t", dy.shape)
+        self.xp.multiply(dy, 1.0 / (k * k), out=t)
+        dx = self.buf("dx", self._x_shape)
+        dx.fill(0)
+        for o in range(k * k):
+            i, j = divmod(o, k)
+            dx[:, :, i:i + hs:s, j:j + ws:s] += t
+        return dx
+
+
+# ---------------------------------------------------------------- batch normalisation
+
+
+class BatchNorm(Layer):
+    """Batch normalisation over the channel axis of NCHW (statistics over N, H, W) or the feature axis of
+    (N, F). Training uses batch statistics and updates running ones (unbiased variance, as PyTorch);
+    inference uses the running statistics."""
+
+    kind = "batchnorm"
+
+    def __init__(self, xp: Any, dtype: Any, in_shape: Shape, out_shape: Shape, scratch: Scratch,
+                 momentum: float, eps: float) -> None:
+        super().__init__(xp, dtype, in_shape, out_shape, scratch)
+        c = in_shape[0]
+        self.momentum, self.eps = momentum, eps
+        self.spatial = len(in_shape) == 3
+        self.axes: tuple[int, ...] = (0, 2, 3) if self.spatial else (0,)
+        self.pshape: Shape = (1, c, 1, 1) if self.spatial else (1, c)
+        self.add_param("gamma", np.ones(c))
+        self.add_param("beta", np.zeros(c))
+        self.state = {"running_mean": xp.zeros(c, dtype=self.dtype), "running_var": xp.ones(c, dtype=self.dtype)}
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        xp = self.xp
+        ps = self.pshape
+        gamma = self.params[0].reshape(ps)
+        beta = self.params[1].reshape(ps)
+        y = self.buf("y", x.shape)
+        mean = self.buf("mean", ps)
+        inv = self.buf("inv", ps)
+        if not train:
+            xp.add(self.state["running_var"].reshape(ps), self.eps, out=inv)
+            xp.sqrt(inv, out=inv)
+            xp.divide(gamma, inv, out=inv)  # gamma / sqrt(var + eps)
+            xp.subtract(x, self.state["running_mean"].reshape(ps), out=y)
+            xp.multiply(y, inv, out=y)
+            xp.add(y, beta, out=y)
+            return y
+        m = x.size // x.shape[1]
+        var = self.buf("var", ps)
+        xhat = self.buf("xhat", x.shape)
+        x.mean(axis=self.axes, keepdims=True, out=mean)
+        xp.subtract(x, mean, out=xhat)
+        xp.multiply(xhat, xhat, out=y)  # y as scratch for the squares
+        y.mean(axis=self.axes, keepdims=True, out=var)
+        xp.add(var, self.eps, out=inv)
+        xp.sqrt(inv, out=inv)
+        xp.divide(1.0, inv, out=inv)
+        xp.multiply(xhat, inv, out=xhat)
+        xp.multiply(xhat, gamma, out=y)
+        xp.add(y, beta, out=y)
+        mom = self.momentum
+        rm, rv = self.state["running_mean"], self.state["running_var"]
+        rm *= mom
+        rm += (1.0 - mom) * mean.reshape(-1)
+        rv *= mom
+        rv += (1.0 - mom) * (m / max(m - 1, 1)) * var.reshape(-1)
+        self._m = m
+        return y
+
+    def backward(self, dy: Array, need_dx: bool = True) -> Array | None:
+        xp = self.xp
+        ps = self.pshape
+        xhat = self._bufs["xhat"]
+        inv = self._bufs["inv"]
+        t = self.buf("t", dy.shape)
+        dbeta = self.grads[1].reshape(ps)
+        dgamma = self.grads[0].reshape(ps)
+        dy.sum(axis=self.axes, keepdims=True, out=dbeta)
+        xp.multiply(dy, xhat, out=t)
+        t.sum(axis=self.axes, keepdims=True, out=dgamma)
+        if not need_dx:
+            return None
+        # dx = gamma * inv / m * (m * dy - dbeta - xhat * dgamma)
+        m = self._m
+        dx = self.buf("dx", dy.shape)
+        xp.multiply(xhat, dgamma, out=t)
+        xp.multiply(dy, float(m), out=dx)
+        xp.subtract(dx, dbeta, out=dx)
+        xp.subtract(dx, t, out=dx)
+        coef = self.buf("coef", ps)
+        xp.multiply(self.params[0].reshape(ps), inv, out=coef)
+        xp.multiply(coef, 1.0 / m, out=coef)
+        xp.multiply(dx, coef, out=dx)
+        return dx
+
+
+# ---------------------------------------------------------------- dense
+
+
+class Dense(Layer):
+    kind = "dense"
+
+    def __init__(self, xp: Any, dtype: Any, in_shape: Shape, out_shape: Shape, scratch: Scratch,
+                 rng: np.random.Generator, init: str, out: int, bias: bool = True) -> None:
+        super().__init__(xp, dtype, in_shape, out_shape, scratch)
+        fin = in_shape[0]
+        self.has_bias = bias
+        self.add_param("w", _init_weight(rng, (fin, out), fin, out, init))
+        if bias:
+            self.add_param("b", np.zeros(out))
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        y = self.buf("y", (x.shape[0], self.out_shape[0]))
+        self.xp.matmul(x, self.params[0], out=y)
+        if self.has_bias:
+            y += self.params[1]
+        self._x = x
+        return y
+
+    def backward(self, dy: Array, need_dx: bool = True) -> Array | None:
+        xp = self.xp
+        xp.matmul(self._x.T, dy, out=self.grads[0])
+        if self.has_bias:
+            dy.sum(axis=0, out=self.grads[1])
+        if not need_dx:
+            return None
+        dx = self.buf("dx", self._x.shape)
+        xp.matmul(dy, self.params[0].T, out=dx)
+        return dx
+
+
+# ---------------------------------------------------------------- residual block
+
+
+class Residual(Layer):
+    """relu( bn(conv(relu(bn(conv(x))))) + skip(x) ), skip = x or bn(conv1x1(x)) when the shape changes."""
+
+    kind = "residual"
+
+    def __init__(self, xp: Any, dtype: Any, in_shape: Shape, out_shape: Shape, scratch: Scratch,
+                 rng: np.random.Generator, init: str, ls: S.Residual) -> None:
+        super().__init__(xp, dtype, in_shape, out_shape, scratch)
+        k, st, p = ls.kernel, ls.stride, (ls.kernel - 1) // 2
+        c = in_shape[0]
+        mid = out_shape
+        self.main: list[Layer] = [Conv2D(xp, dtype, in_shape, mid, scratch, rng, init, ls.out, k, st, p,
+                                         bias=not ls.batchnorm)]
+        if ls.batchnorm:
+            self.main.append(BatchNorm(xp, dtype, mid, mid, scratch, 0.9, 1e-5))
+        self.main.append(ReLU(xp, dtype, mid, mid, scratch))
+        self.main.append(Conv2D(xp, dtype, mid, mid, scratch, rng, init, ls.out, k, 1, p, bias=not ls.batchnorm))
+        if ls.batchnorm:
+            self.main.append(BatchNorm(xp, dtype, mid, mid, scratch, 0.9, 1e-5))
+        self.skip: list[Layer] = []
+        if S.residual_projects(ls, tuple(in_shape)):
+            self.skip.append(Conv2D(xp, dtype, in_shape, mid, scratch, rng, init, ls.out, 1, st, 0,
+                                    bias=not ls.batchnorm))
+            if ls.batchnorm:
+                self.skip.append(BatchNorm(xp, dtype, mid, mid, scratch, 0.9, 1e-5))
+        self.out_relu = ReLU(xp, dtype, mid, mid, scratch)
+        del c
+        for sub in self.main + self.skip:
+            self.params += sub.params
+            self.grads += sub.grads
+            self.param_names += [f"{sub.kind}.{n}" for n in sub.param_names]
+
+    def sublayers(self) -> list[Layer]:
+        return [*self.main, *self.skip, self.out_relu]
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        a = x
+        for ly in self.main:
+            a = ly.forward(a, train)
+        s = x
+        for ly in self.skip:
+            s = ly.forward(s, train)
+        z = self.buf("z", a.shape)
+        self.xp.add(a, s, out=z)
+        return self.out_relu.forward(z, train)
+
+    def backward(self, dy: Array, need_dx: bool = True) -> Array | None:
+        d = self.out_relu.backward(dy)
+        da: Array = d
+        for i, ly in enumerate(reversed(self.main)):
+            last = i == len(self.main) - 1
+            da = ly.backward(da, need_dx=need_dx or not last)
+        ds: Array = d
+        for i, ly in enumerate(reversed(self.skip)):
+            last = i == len(self.skip) - 1
+            ds = ly.backward(ds, need_dx=need_dx or not last)
+        if not need_dx:
+            return None
+        dx = self.buf("dx", da.shape)
+        self.xp.add(da, ds, out=dx)
+        return dx
+
+    def state_items(self) -> list[tuple[str, Array]]:
+        out = []
+        for j, sub in enumerate(self.main + self.skip):
+            out += [(f"{j}.{k}", v) for k, v in sub.state.items()]
+        return out
+
+
+# ---------------------------------------------------------------- construction
+
+
+def build(layer: Any, xp: Any, dtype: Any, in_shape: Shape, out_shape: Shape, scratch: Scratch,
+          rng: np.random.Generator, init: str, seed: int) -> Layer:
+    """The runtime layer for one validated layer spec."""
+    if isinstance(layer, S.Conv):
+        return Conv2D(xp, dtype, in_shape, out_shape, scratch, rng, init, layer.out, layer.kernel, layer.stride,
+                      layer.padding(), layer.bias)
+    if isinstance(layer, S.ReLU):
+        return ReLU(xp, dtype, in_shape, out_shape, scratch)
+    if isinstance(layer, S.MaxPool):
+        return MaxPool(xp, dtype, in_shape, out_shape, scratch, layer.size, layer.stride)
+    if isinstance(layer, S.AvgPool):
+        return AvgPool(xp, dtype, in_shape, out_shape, scratch, layer.size, layer.stride)
+    if isinstance(layer, S.BatchNorm):
+        return BatchNorm(xp, dtype, in_shape, out_shape, scratch, layer.momentum, layer.eps)
+    if isinstance(layer, S.Dropout):
+        return Dropout(xp, dtype, in_shape, out_shape, scratch, layer.rate, seed)
+    if isinstance(layer, S.Flatten):
+        return Flatten(xp, dtype, in_shape, out_shape, scratch)
+    if isinstance(layer, S.Dense):
+        return Dense(xp, dtype, in_shape, out_shape, scratch, rng, init, layer.out, layer.bias)
+    if isinstance(layer, S.Residual):
+        return Residual(xp, dtype, in_shape, out_shape, scratch, rng, init, layer)
+    raise TypeError(f"no runtime layer for {type(layer).__name__}")
