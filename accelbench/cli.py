@@ -243,6 +243,30 @@ def main() -> None:
 
 # ---- commands owned by feature modules ----
 
+# -- report (accelbench.report.html) --
+
+
+@app.command()
+@guarded
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (or their run.json, or a results root: its "
+                                               "newest run). With several, each earlier run is compared with "
+                                               "the last, which the detail sections describe.",
+                                               show_default=False)],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file to write (a directory gets "
+                                                "the default name); default reports/<suite>-<run-id>.html.",
+                                                show_default=False)] = None,
+    title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
+) -> None:
+    """Write one self-contained HTML report (charts, sortable tables, machines) that opens offline.
+
+    Example: accelbench report results/ -o reports/kernels.html
+    """
+    from .report import html
+
+    path = html.write_report(runs, output, title)
+    out.print(f"report written to {path}")
+
 # -- compare / gate / export (accelbench.compare, accelbench.exports, accelbench.interleave) --
 
 RunArg = Annotated[str, typer.Argument(help="A run directory (or its run.json), a results root (its newest "
