@@ -52,7 +52,12 @@ def exact_check(out: np.ndarray, ref: np.ndarray, what: str = "copy") -> Check:
     if out.shape != ref.shape:
         return Check(passed=False, rel_error=math.inf, tolerance=0.0,
                      message=f"{what}: output shape {out.shape} != {ref.shape}", reference="exact")
-    bad = int(np.count_nonzero(out != ref))
+    # compare 8-byte words first (8x fewer elements, no 1-byte bool per byte); count bytes only on failure
+    if out.dtype == ref.dtype and out.nbytes % 8 == 0 and out.flags.c_contiguous and ref.flags.c_contiguous:
+        same = bool(np.array_equal(out.reshape(-1).view(np.uint64), ref.reshape(-1).view(np.uint64)))
+        bad = 0 if same else int(np.count_nonzero(out != ref))
+    else:
+        bad = int(np.count_nonzero(out != ref))
     msg = "" if bad == 0 else f"{what}: {bad} of {out.size} elements differ from the source"
     return Check(passed=bad == 0, rel_error=0.0 if bad == 0 else math.inf, tolerance=0.0, message=msg,
                  reference="exact (bit-identical)")

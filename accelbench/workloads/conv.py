@@ -1,8 +1,9 @@
 """conv2d forward, NCHW, through im2col + one GEMM (accelbench.ops.conv) on both backends.
 
 Parameters follow DeepBench's naming: input N x C x H x W, K filters of R x S (height x width), stride
-and zero padding per side. The float64 reference is computed independently of im2col: a sum over the
-R*S kernel offsets of tensordot products, so a bug in the unfolding cannot hide in its own reference.
+and zero padding per side. The float64 reference is computed independently of the strided-view im2col
+(patches gathered by slice assignment, then a float64 GEMM), so a bug in the unfolding cannot hide in its
+own reference.
 """
 
 from __future__ import annotations
@@ -55,15 +56,17 @@ def geometry(p: Any) -> ConvGeometry:
 
 
 def reference_conv(x: np.ndarray, w: np.ndarray, g: ConvGeometry) -> np.ndarray:
-    """Direct float64 convolution: y = sum over kernel offsets (i, j) of W[:, :, i, j] . X shifted."""
+    """Direct float64 convolution, written independently of ``ops.conv.im2col``: the patch matrix is
+    filled by KH*KW slice assignments (no strided view), then one float64 GEMM."""
+    n = x.shape[0]
     xp = np.pad(x, ((0, 0), (0, 0), (g.ph, g.ph), (g.pw, g.pw)))
-    y = np.zeros((x.shape[0], g.f, g.oh, g.ow))
+    cols = np.empty((g.c, g.kh, g.kw, n, g.oh, g.ow))
     hs, ws = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
     for i in range(g.kh):
         for j in range(g.kw):
-            patch = xp[:, :, i:i + hs:g.sh, j:j + ws:g.sw]  # (N, C, OH, OW)
-            y += np.einsum("fc,nchw->nfhw", w[:, :, i, j], patch, optimize=True)
-    return y
+            cols[:, i, j] = xp[:, :, i:i + hs:g.sh, j:j + ws:g.sw].transpose(1, 0, 2, 3)
+    y = w.reshape(g.f, -1) @ cols.reshape(g.ckk, -1)  # (F, N*OH*OW)
+    return y.reshape(g.f, n, g.oh, g.ow).transpose(1, 0, 2, 3)
 
 
 @register
@@ -88,7 +91,8 @@ class Conv2d(Workload):
         dev = e * (x + w + y + g.workspace_elements())
         if backend == "gpu":
             return dev + (32 << 20)
-        return dev + 8 * (x + 2 * w + 3 * y)  # float64 reference inputs, padded copy bound, output, compare
+        # float64 reference: padded input, patch matrix, weights, output, and the compared copies
+        return dev + 8 * (2 * x + g.elements(g.cols_shape) + w + 3 * y)
 
     @classmethod
     def variant(cls, params: BaseParams, backend: str) -> dict[str, Any]:

@@ -36,8 +36,11 @@ def _nbytes(p: Any) -> int:
 
 
 def _source(n: int, seed: int) -> np.ndarray:
-    # values 1..255: a destination left at its poison value 0 can never match
-    return np.random.default_rng(seed).integers(1, 256, size=n, dtype=np.uint8)
+    # random bytes clamped to 1..255: a destination left at its poison value 0 can never match
+    # (Generator.bytes is ~10x faster than integers() at hundreds of MiB)
+    a = np.frombuffer(np.random.default_rng(seed).bytes(n), dtype=np.uint8).copy()
+    np.maximum(a, 1, out=a)
+    return a
 
 
 def _host_buffer(n: int, host: str) -> np.ndarray:
