@@ -132,8 +132,10 @@ def _num(v: Any) -> float | None:
 
 
 def esc(s: Any) -> str:
-    """HTML-escape a user string for plotly, which decodes entities back into literal SVG text."""
-    return _html.escape(str(s), quote=True)
+    """Escape a user string for plotly, which parses a few tags (<b>, <a href>, ...) in SVG text and decodes
+    &amp; &lt; &gt; back into literal text (it knows no &quot;, and quotes are harmless once no tag can
+    open)."""
+    return _html.escape(str(s), quote=False)
 
 
 def time_unit(values: Iterable[float | None]) -> tuple[str, float]:
@@ -215,7 +217,7 @@ def script_json(obj: Any) -> Markup:
     return Markup(re.sub("[<>&\u2028\u2029]", lambda m: _JS_ESCAPES[m.group(0)], s))
 
 
-def _slug(s: str) -> str:
+def slug(s: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]+", "-", s).strip("-").lower() or "x"
 
 
@@ -226,7 +228,7 @@ class _Ids:
         self.seen: dict[str, int] = {}
 
     def __call__(self, *parts: str) -> str:
-        base = "-".join(_slug(p) for p in parts)[:60]
+        base = "-".join(slug(p) for p in parts)[:60]
         n = self.seen.get(base, 0)
         self.seen[base] = n + 1
         return base if n == 0 else f"{base}-{n}"
@@ -255,8 +257,20 @@ def _layout(title_x: str = "", title_y: str = "", log_y: bool = False, log_x: bo
 # ---------------------------------------------------------------- case labels
 
 
-def _head(name: str) -> str:
-    return name.split(" ", 1)[0]
+def entry_label(suite: str, workload: str, case_id: str) -> str | None:
+    """The suite entry's label, read from the case id ``suite/workload[label]/{params}@backend`` by its
+    known prefix (a suite name or label may itself hold '/', ' ' or '[')."""
+    prefix = f"{suite}/{workload}"
+    if not case_id.startswith(prefix + "["):
+        return None
+    rest = case_id[len(prefix) + 1:]
+    end = rest.rfind("]/{")
+    return rest[:end] if end >= 0 else None
+
+
+def _head(r: Any) -> str:
+    lab = entry_label(str(r["suite"]), str(r["workload"]), str(r["case_id"]))
+    return f"{r['workload']}[{lab}]" if lab else str(r["workload"])
 
 
 def varying_params(rows: pd.DataFrame) -> list[str]:
@@ -272,12 +286,12 @@ def varying_params(rows: pd.DataFrame) -> list[str]:
 def case_labels(rows: pd.DataFrame) -> dict[Any, str]:
     """Short label per row index: the varying parameters (plus the entry label when entries differ)."""
     keys = varying_params(rows)
-    heads = {_head(n) for n in rows["name"]}
+    heads = {idx: _head(r) for idx, r in rows.iterrows()}
     out: dict[Any, str] = {}
     for idx, r in rows.iterrows():
         parts = [f"{k}={_param_text((r['params'] or {}).get(k))}" for k in keys]
-        if len(heads) > 1:
-            parts.insert(0, _head(str(r["name"])))
+        if len(set(heads.values())) > 1:
+            parts.insert(0, heads[idx])
         out[idx] = " ".join(parts) or str(r["name"])
     return out
 
@@ -505,7 +519,7 @@ def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Ratio]) -> tuple[l
                                      shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 1, "y1": 1,
                                               "line": {"color": "#999", "dash": "dot"}}])}
             ch = Chart(ids("chart-speedup", wl), "GPU speedup over the CPU (log scale)", fig,
-                       "bars: CPU median / GPU median; whiskers: 95% CI of that ratio")
+                       "bars: CPU time / GPU time (accelbench.compare); whiskers: its 95% CI")
             b.charts.append(ch)
             charts.append(ch)
         else:
@@ -1056,7 +1070,7 @@ def render_html(frames: Sequence[pd.DataFrame], sources: Sequence[str], title: s
 
 def default_output(frames: Sequence[pd.DataFrame]) -> Path:
     run = frames[-1].attrs.get("run") or {}
-    name = _slug(str(run.get("suite") or "run")) + "-" + _slug(str(run.get("run_id") or "report"))
+    name = slug(str(run.get("suite") or "run")) + "-" + slug(str(run.get("run_id") or "report"))
     if len(frames) > 1:
         name += f"-vs-{len(frames) - 1}"
     return Path("reports") / f"{name}.html"
