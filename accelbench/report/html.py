@@ -47,7 +47,8 @@ BACKEND_COLOR = {"gpu": "#76b900", "cpu": "#1f77b4"}  # NVIDIA green for the GPU
 VERDICT_COLOR = {"slower": "#d62728", "faster": "#2ca02c", "unchanged": "#7f7f7f", "inconclusive": "#ff9f1c",
                  "new": "#1f77b4", "missing": "#9467bd", "failed": "#8c1c13"}
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon", "triangle-down")
-MAX_POINTS = 1000  # samples drawn per box; beyond this an evenly spaced quantile subsample (shape kept)
+MAX_POINTS = 1000
+FLAT_TICKS = 8  # up to this many cases per chart, tick labels stay horizontal, one parameter per line  # samples drawn per box; beyond this an evenly spaced quantile subsample (shape kept)
 
 
 # ---------------------------------------------------------------- view models
@@ -246,11 +247,22 @@ def _layout(title_x: str = "", title_y: str = "", log_y: bool = False, log_x: bo
         "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
         "hoverlabel": {"align": "left"},
     }
+    if title_x == "case":
+        # categorical case axis: the tick labels (one parameter per line) say what each case is
+        lay["xaxis"]["title"] = {"text": ""}
+        lay["xaxis"]["tickfont"] = {"size": 11}
     if log_y:
         lay["yaxis"]["type"] = "log"
     if log_x:
         lay["xaxis"]["type"] = "log"
     lay.update(extra)
+    return lay
+
+
+def _flat_ticks(lay: dict[str, Any], n: int) -> dict[str, Any]:
+    """Horizontal multi-line tick labels while they fit; plotly rotates them itself beyond that."""
+    if n <= FLAT_TICKS:
+        lay["xaxis"]["tickangle"] = 0
     return lay
 
 
@@ -283,8 +295,9 @@ def varying_params(rows: pd.DataFrame) -> list[str]:
     return [k for k in keys if len({_param_text((p or {}).get(k)) for p in rows["params"]}) > 1]
 
 
-def case_labels(rows: pd.DataFrame) -> dict[Any, str]:
-    """Short label per row index: the varying parameters (plus the entry label when entries differ)."""
+def case_labels(rows: pd.DataFrame, sep: str = " ") -> dict[Any, str]:
+    """Short label per row index: the varying parameters (plus the entry label when entries differ).
+    Each part is HTML-escaped for plotly when ``sep`` is "<br>" (one part per line on a chart axis)."""
     keys = varying_params(rows)
     heads = {idx: _head(r) for idx, r in rows.iterrows()}
     out: dict[Any, str] = {}
@@ -292,8 +305,18 @@ def case_labels(rows: pd.DataFrame) -> dict[Any, str]:
         parts = [f"{k}={_param_text((r['params'] or {}).get(k))}" for k in keys]
         if len(set(heads.values())) > 1:
             parts.insert(0, heads[idx])
-        out[idx] = " ".join(parts) or str(r["name"])
+        parts = parts or [str(r["name"])]
+        out[idx] = sep.join(esc(p) for p in parts) if sep == "<br>" else sep.join(parts)
     return out
+
+
+def tick_labels(rows: pd.DataFrame) -> dict[Any, str]:
+    """Chart axis labels, escaped for plotly: one parameter per line while the cases fit side by side
+    (see _flat_ticks), one line each (rotated by plotly) beyond that."""
+    n = len({pair_key(str(c)) for c in rows["case_id"]})
+    if n <= FLAT_TICKS:
+        return case_labels(rows, "<br>")
+    return {k: esc(v) for k, v in case_labels(rows).items()}
 
 
 def pair_key(case_id: str) -> str:
@@ -427,15 +450,17 @@ def _ci_text(lo: float | None, hi: float | None, fmt: Any) -> str:
     return f"{fmt(lo)} – {fmt(hi)}"
 
 
-def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio]) -> Table:
+def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio], with_speedup: bool = True
+                   ) -> Table:
     keys = varying_params(rows) or [k for k in (rows["params"].iloc[0] or {})][:4]
     variants = [_variant_text(rec) for rec in rows["record"]]
     cols = keys + ["backend", "status", "median", "95% CI of median", "CV", "samples", "GFLOP/s", "GB/s",
-                   "items/s", "speedup (CPU/GPU)", "speedup 95% CI", "validation (rel. error)"]
+                   "items/s"] + (["speedup (CPU/GPU)", "speedup 95% CI"] if with_speedup else []) + [
+                   "validation (rel. error)"]
     if any(variants):
         cols.append("variant")
     k0 = len(keys)
-    numeric = {k0 + i for i in (2, 4, 5, 6, 7, 8, 9)}
+    numeric = {k0 + i for i in ((2, 4, 5, 6, 7, 8, 9) if with_speedup else (2, 4, 5, 6, 7, 8))}
     out: list[list[Cell]] = []
     for (_, r), variant in zip(rows.iterrows(), variants, strict=True):
         rec = r["record"]
@@ -461,14 +486,15 @@ def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio])
                 cells.append(Cell(f"{fmt_si(v)}{unit}" if v is not None else "–", v))
             else:
                 cells.append(Cell(fmt_num(v), v))
-        s = sp.get(pair_key(str(r["case_id"]))) if r["backend"] == "gpu" else None
-        cells.append(Cell(fmt_x(s.value) if s else "–", s.value if s else None,
-                          "" if not s else ("good" if s.value > 1 else "bad")))
-        cells.append(Cell(_ci_text(s.low, s.high, fmt_x) if s else "–", s.low if s else None,
-                          title=f"CI method: {s.method}" if s else ""))
+        if with_speedup:
+            s = sp.get(pair_key(str(r["case_id"]))) if r["backend"] == "gpu" else None
+            cells.append(Cell(fmt_x(s.value) if s else "–", s.value if s else None,
+                              "" if not s else ("good" if s.value > 1 else "bad")))
+            cells.append(Cell(_ci_text(s.low, s.high, fmt_x) if s else "–", s.low if s else None,
+                              title=f"CI method: {s.method}" if s else ""))
         cells.append(_validation_cell(rec, str(r["status"])))
         if any(variants):
-            cells.append(Cell(variant, variant))
+            cells.append(Cell(variant, variant, "variant"))
         out.append(cells)
     return Table(id=ids("table", wl), columns=cols, rows=out, numeric=numeric)
 
@@ -495,7 +521,7 @@ def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Ratio]) -> tuple[l
     for wl, rows in df.groupby("workload", sort=False):
         wl = str(wl)
         ok_rows = rows[rows["status"] == "ok"]
-        labels = case_labels(ok_rows) if len(ok_rows) else {}  # what the charts show varies among these
+        labels = tick_labels(ok_rows) if len(ok_rows) else {}  # what the charts show varies among these
         fam = str(rows["family"].iloc[0] or "")
         b = Block(id=ids("wl", wl), title=wl, subtitle=fam)
         # speedup bars: one per case measured on both backends
@@ -505,7 +531,7 @@ def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Ratio]) -> tuple[l
             s = sp.get(pair_key(str(r["case_id"])))
             if s is None or not _finite(s.value) or idx not in labels:
                 continue
-            xs.append(esc(labels[idx]))
+            xs.append(labels[idx])
             ys.append(s.value)
             lo.append(s.value - s.low if _finite(s.low) else 0)
             hi.append(s.high - s.value if _finite(s.high) else 0)
@@ -515,9 +541,9 @@ def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Ratio]) -> tuple[l
                              "error_y": {"type": "data", "symmetric": False, "array": hi, "arrayminus": lo,
                                          "color": "#333"},
                              "hovertext": hover, "hoverinfo": "text", "name": "speedup"}],
-                   "layout": _layout("case", "speedup (CPU time / GPU time)", log_y=True,
+                   "layout": _flat_ticks(_layout("case", "speedup (CPU time / GPU time)", log_y=True,
                                      shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 1, "y1": 1,
-                                              "line": {"color": "#999", "dash": "dot"}}])}
+                                              "line": {"color": "#999", "dash": "dot"}}]), len(xs))}
             ch = Chart(ids("chart-speedup", wl), "GPU speedup over the CPU (log scale)", fig,
                        "bars: CPU time / GPU time (accelbench.compare); whiskers: its 95% CI")
             b.charts.append(ch)
@@ -531,7 +557,7 @@ def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Ratio]) -> tuple[l
         for be, br in rows[rows["status"] == "ok"].groupby("backend", sort=True):
             meds = [float(v) / scale for v in br["median_s"]]
             traces.append({
-                "type": "bar", "name": str(be), "x": [esc(labels[i]) for i in br.index], "y": meds,
+                "type": "bar", "name": str(be), "x": [labels[i] for i in br.index], "y": meds,
                 "marker": {"color": BACKEND_COLOR.get(str(be), "#888")},
                 "error_y": {"type": "data", "symmetric": False,
                             "array": [max(0.0, (_num(h) or m * scale) / scale - m) for h, m in
@@ -542,14 +568,21 @@ def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Ratio]) -> tuple[l
             })
         if traces:
             ch = Chart(ids("chart-time", wl), "Median time per operation (log scale)",
-                       {"data": traces, "layout": _layout("case", f"time per operation ({unit})",
-                                                          log_y=True, barmode="group")},
+                       {"data": traces, "layout": _flat_ticks(_layout("case", f"time per operation ({unit})",
+                                                                      log_y=True, barmode="group"), len(labels))},
                        "whiskers: 95% CI of the median (distribution-free)")
             b.charts.append(ch)
             charts.append(ch)
         else:
             b.notes.append("No case of this workload finished, so there is no time to plot (see Problems).")
-        b.table = workload_table(ids, wl, rows, sp)
+        # Skipped cases (typically every GPU case on a machine without one) are listed under Problems with
+        # their reason; here one line per reason says how many, so the table holds what was measured.
+        skipped = rows[rows["status"] == "skipped"]
+        for (be, msg), n in skipped.groupby(["backend", "message"], sort=False).size().items():
+            b.notes.append(f"{n} {be} case(s) skipped: {msg} (listed under Problems).")
+        shown = rows[rows["status"] != "skipped"]
+        if len(shown):
+            b.table = workload_table(ids, wl, shown, sp, with_speedup=bool(sp))
         blocks.append(b)
     return blocks, charts
 
@@ -676,30 +709,40 @@ def distribution_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[
         ok = rows[(rows["status"] == "ok") & rows["samples_s"].map(lambda s: isinstance(s, list) and len(s) > 0)]
         b = Block(id=ids("dist", wl), title=wl)
         if ok.empty:
-            b.notes.append("No samples: no case of this workload finished.")
+            b.notes.append("No samples: every case of this workload was skipped (see Problems)."
+                           if (rows["status"] == "skipped").all() else
+                           "No samples: no case of this workload finished (see Problems).")
             blocks.append(b)
             continue
-        labels = case_labels(ok)
-        unit, scale = time_unit(ok["median_s"])
+        labels = tick_labels(ok)
         traces = []
         capped = False
+        # Each sample over its case's median: cases of very different sizes share one axis on which the
+        # spread itself (the noise) is what shows. Absolute times are in the hover text and the tables.
         for be, br in ok.groupby("backend", sort=True):
             xs: list[str] = []
             ys: list[float] = []
+            hover: list[str] = []
             for idx, r in br.iterrows():
-                smp = _subsample([float(v) for v in r["samples_s"] if _finite(v)])
-                capped = capped or len(smp) < len(r["samples_s"])
-                xs += [esc(labels[idx])] * len(smp)
-                ys += [v / scale for v in smp]
+                raw = [float(v) for v in r["samples_s"] if _finite(v) and v > 0]
+                med = float(np.median(raw)) if raw else 0.0
+                smp = _subsample(raw)
+                if not smp or med <= 0:
+                    continue
+                capped = capped or len(smp) < len(raw)
+                xs += [labels[idx]] * len(smp)
+                ys += [v / med for v in smp]
+                hover += [fmt_time(v) for v in smp]
             traces.append({"type": "box", "name": str(be), "x": xs, "y": ys, "boxpoints": "all", "jitter": 0.4,
                            "pointpos": 0, "marker": {"color": BACKEND_COLOR.get(str(be), "#888"), "size": 3,
                                                      "opacity": 0.6},
-                           "line": {"width": 1.2}, "hoverinfo": "y"})
-        lay = _layout("case", f"time per operation ({unit})", log_y=True, boxmode="group")
-        note = "each dot is one sample (time per operation); box: quartiles; line: median"
+                           "line": {"width": 1.2}, "hovertext": hover, "hoverinfo": "text+y"})
+        lay = _flat_ticks(_layout("case", "sample ÷ case median (log)", log_y=True, boxmode="group",
+                                  height=340), len(labels))
+        note = "each dot is one sample (time per operation) over its case's median; box: quartiles"
         if capped:
             note += f"; cases with more than {MAX_POINTS} samples show {MAX_POINTS} evenly spaced quantiles"
-        ch = Chart(ids("chart-dist", wl), f"{wl}: samples per case", {"data": traces, "layout": lay}, note)
+        ch = Chart(ids("chart-dist", wl), "samples per case", {"data": traces, "layout": lay}, note)
         b.charts.append(ch)
         charts.append(ch)
         blocks.append(b)
