@@ -243,6 +243,47 @@ def main() -> None:
 
 # ---- commands owned by feature modules ----
 
+# -- calibrate (accelbench.calibrate) --
+
+
+@app.command("calibrate")
+@guarded
+def calibrate_cmd(
+    backend: Annotated[str, typer.Option("--backend", "-b", help="gpu, cpu or all.")] = "all",
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller buffers and fewer repeats.")] = False,
+    file: Annotated[Path | None, typer.Option("--file", help="Peaks file (default ~/.cache/accelbench/peaks.json "
+                                              "or $ACCELBENCH_PEAKS).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure this machine's ceilings (copy/host-device bandwidth, GEMM per dtype; STREAM and GEMM on the
+    CPU) and store them with the machine fingerprint; runs then report cases as % of these peaks.
+
+    Example: accelbench calibrate --backend gpu
+    """
+    from . import calibrate as cal
+
+    res = cal.calibrate(_backends(backend), quick=quick, path=file)
+    if as_json:
+        _print_json(res)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"peaks of this machine (key {res['key']})", title_justify="left")
+    t.add_column("backend")
+    t.add_column("ceiling")
+    t.add_column("value", justify="right")
+    for b in ("gpu", "cpu"):
+        for k, v in (res.get(b) or {}).items():
+            if isinstance(v, float) and (k.endswith("gbps") or k.endswith("gb_per_s") or k.endswith("gflops")):
+                unit = "GFLOP/s" if k.endswith("gflops") else "GB/s"
+                t.add_row(b, k, f"{v:,.1f} {unit}")
+    for k, v in (res.get("theoretical") or {}).items():
+        t.add_row("gpu", f"{k} (theoretical)", f"{v:,.1f} GB/s")
+    out.print(t)
+    if res.get("gpu_skipped"):
+        out.print(f"[yellow]gpu skipped:[/] {escape(str(res['gpu_skipped']))}")
+    out.print(f"stored in {res['file']}")
+
 # -- report (accelbench.report.html) --
 
 
