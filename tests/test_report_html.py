@@ -349,16 +349,26 @@ def test_absent_things_are_said_not_plotted(tmp_path: Path):
 
 
 def test_run_vs_run_regressions_first(runs: dict[str, Path]):
+    from accelbench.compare import VERDICTS
+
     base, new = results.load(runs["kernels"]), results.load(runs["kernels_slow"])
     page = rh.build_page([base, new], ["base", "new"])
     (blk,) = page.comparisons
     assert blk.table is not None
-    verdicts = [row[0].text for row in blk.table.rows]
-    assert len(verdicts) == len(base)  # every case of both runs appears (same case set)
-    # the planted 2x slowdown (gemm m=96 on cpu) is found, and regressions come first
-    slow = [row for row in blk.table.rows if row[0].text == "slower"]
-    assert any("m=96" in row[1].text and row[2].text == "cpu" for row in slow)
-    assert verdicts[0] == "slower"
+    rows = blk.table.rows
+    cmp = rh.compare_frames(base, new, "base", "new")
+    # the table is compare's verdicts, every case of both runs, regressions first
+    assert sorted((r[0].text, r[1].text, r[2].text) for r in rows) == \
+        sorted((c.verdict, c.name, c.backend) for c in cmp.cases)
+    assert len(rows) == len(base)
+    assert all(r[0].cls == f"vd-{r[0].text}" for r in rows)
+    order = [VERDICTS.index(r[0].text) for r in rows]
+    assert order == sorted(order)
+    # the planted 2x slowdown (gemm m=96 on cpu) has the largest ratio and leads its verdict group
+    planted = next(i for i, r in enumerate(rows) if "m=96" in r[1].text and r[2].text == "cpu")
+    assert float(rows[planted][5].text) > 1.5
+    assert rows[planted][0].text in ("slower", "inconclusive")
+    assert all(r[0].text == "slower" for r in rows[:planted])
 
 
 def test_write_report_atomic_and_errors(runs: dict[str, Path], tmp_path: Path):

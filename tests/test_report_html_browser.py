@@ -178,8 +178,15 @@ def test_compare_report_verdicts_regressions_first(opened: Any, reports: dict[st
     marks = assert_clean_and_drawn(o, path)
     (tid,) = o.page.evaluate("Array.from(document.querySelectorAll('#run-vs-run table')).map(t => t.id)")
     assert table_rows(o.page, tid) == len(results.load(new))
-    first = o.page.evaluate("(id) => document.getElementById(id).tBodies[0].rows[0].cells[0].textContent", tid)
-    assert first == "slower"
+    from accelbench.compare import VERDICTS
+
+    verdicts = o.page.evaluate("(id) => Array.from(document.getElementById(id).tBodies[0].rows)"
+                               ".map(r => [r.cells[0].textContent, getComputedStyle(r.cells[0]).color])", tid)
+    order = [VERDICTS.index(v) for v, _ in verdicts]
+    assert order == sorted(order)  # regressions first
+    # each verdict has its own colour on the page
+    colours = {v: c for v, c in verdicts}
+    assert len(set(colours.values())) == len(colours)
     (cid,) = [k for k in marks if k.startswith("chart-cmp")]
     measured = int((results.load(base)["status"] == "ok").sum())
     assert marks[cid] == measured  # one marker per case measured in both runs

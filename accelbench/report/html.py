@@ -766,7 +766,13 @@ def comparison_block(ids: _Ids, base: pd.DataFrame, new: pd.DataFrame, base_src:
         b.notes.append("machine fingerprint missing in one run: not checked")
     cols = ["verdict", "case", "backend", "base median", "new median", "ratio", "95% CI", "threshold", "reason"]
     rows: list[list[Cell]] = []
-    for c in cmp.cases:
+    # regressions first, then what needs a look (compare's verdict order), each group by ratio, largest first
+    from ..compare import VERDICTS
+
+    rank = {v: i for i, v in enumerate(VERDICTS)}
+    cases = sorted(cmp.cases, key=lambda c: (rank.get(c.verdict, len(rank)),
+                                             -(c.ratio if _finite(c.ratio) else -math.inf)))
+    for c in cases:
         col = f"vd-{c.verdict}"
         rows.append([
             Cell(c.verdict, c.verdict, col),
@@ -781,7 +787,7 @@ def comparison_block(ids: _Ids, base: pd.DataFrame, new: pd.DataFrame, base_src:
             Cell("; ".join([c.reason] + list(c.notes)).strip("; "), None),
         ])
     b.table = Table(id=ids("table-cmp", base_label, new_label), columns=cols, rows=rows, numeric={3, 4, 5, 6, 7})
-    measured = [c for c in cmp.cases if _finite(c.ratio)]
+    measured = [c for c in cases if _finite(c.ratio)]
     if not measured:
         b.notes.append("No case was measured in both runs, so there is no ratio to plot.")
         return b, []
