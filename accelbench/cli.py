@@ -89,7 +89,7 @@ def run(
     baseline: Annotated[str | None, typer.Option("--baseline", help="Compare with this run (see `compare`).")] = None,
     interleave: Annotated[bool, typer.Option("--interleave", help="With --baseline: re-measure the baseline's "
                                              "suite and this one alternately in one session.")] = False,
-    rounds: Annotated[int, typer.Option("--rounds", help="Interleaved rounds per case.")] = 6,
+    rounds: Annotated[int, typer.Option("--rounds", help="Interleaved rounds per case.")] = 20,
 ) -> None:
     """Run every case of SUITE on the GPU (CuPy) and the CPU (NumPy), validate, time and report.
 
@@ -479,3 +479,31 @@ def _run_with_baseline(s: Any, opts: Any, baseline: str, interleave: bool, round
         out.print(f"baseline {'re-measured in ' + str(bdir) if interleave else str(bdir)}; results in {ndir}")
     bad = sum(1 for x in c.cases if x.verdict == "failed")
     return EXIT_FAILED if c.regressions or bad else EXIT_OK
+
+# -- profile (accelbench.models.profile) --
+
+
+@app.command("profile")
+@guarded
+def profile_cmd(
+    suite: SuiteArg,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name from the suite's models: mapping.",
+                                       show_default=False)],
+    backend: Annotated[str, typer.Option("--backend", "-b", help="gpu, cpu or all.")] = "all",
+    batch: Annotated[int, typer.Option("--batch", help="Images per step.")] = 64,
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 or float64.")] = "float32",
+    as_json: JsonOpt = False,
+) -> None:
+    """Time each layer's forward and backward on each backend: which layer dominates, where the GPU helps.
+
+    Example: accelbench profile suites/cnn.yaml --model mnist-classic --batch 64
+    """
+    from .models.profile import profile_suite_model, render
+
+    res = profile_suite_model(suite, model, backend, batch, dtype)
+    if as_json:
+        _print_json({k: v for k, v in res.items() if k != "result"})
+        return
+    out.print(render(res["result"], model, batch))
+    for b, why in res["skipped"].items():
+        out.print(f"[yellow]{b} skipped:[/] {escape(why)}")

@@ -5,20 +5,34 @@ pytest-benchmark JSON through :mod:`accelbench.exports`).
 
 How a verdict is reached (``ratio`` = new / base of the chosen metric, > 1 means slower)
 ------------------------------------------------------------------------------------------
-1. Ratio and its CI. For the median (the default metric) the CI is Price & Bonett's distribution-free
-   interval for a ratio of medians (J. Stat. Comput. Simul. 72(2), 2002): each side's log-median variance
-   comes from the order statistics Y(c), Y(n-c+1) with c = round((n+1)/2 - sqrt(n)), so heavy tails and
-   outliers cannot inflate it the way a standard deviation would, and it costs O(n) where a bootstrap of
-   the median costs O(B n) (0.5 s per case at n = 2000). Mean and min use a percentile bootstrap
-   (stratified by interleave round when there are rounds).
-2. Evidence. A one-sided Mann-Whitney U test per direction ("new is stochastically slower" /
-   "... faster"); for interleaved runs the van Elteren test, i.e. Mann-Whitney blocked on the interleave
-   round, so drift between rounds cannot masquerade as a difference. The p-values of all compared cases
-   are adjusted with Holm's step-down procedure. Holm, not Benjamini-Hochberg, because a CI gate makes
-   one decision for the whole change ("does this PR regress anything?"): the error users feel is a red
-   build on a harmless change, i.e. the family-wise error rate, which Holm controls under any dependence
-   between cases (cases of one run share the machine's state, so they are dependent), while BH controls
-   the false-discovery proportion and needs positive dependence for that.
+1. The unit of evidence is a block of consecutive samples, not a sample. Measured on a shared machine,
+   samples taken within a few tens of milliseconds resemble each other and the next block can sit 10-30%
+   away (other tenants, frequency, cache state); treating samples as independent makes every such shift
+   "significant" and a gate built on it cries wolf. So each side's samples are cut, in time order, into
+   up to 10 blocks (batch means, the standard remedy for autocorrelated series), the metric (median by
+   default) is taken per block, and the comparison is a Mann-Whitney U test on the log block values with
+   the Hodges-Lehmann shift and its rank-inversion CI (rank statistics: a block hit by another process's
+   burst is an outlier, and must not decide). For runs
+   interleaved by ``run --baseline --interleave`` the blocks are the rounds (on the CPU each round sets
+   both sides up afresh and times them alternately, pair by pair): the per-round log ratio of the metric
+   is one observation and Wilcoxon's signed-rank test over rounds decides (exact p-values; the estimate is
+   the rounds' Hodges-Lehmann centre with its CI). The round, not the sample or the pair, is the
+   independent unit: a round's set-up (allocation, page placement) can favour one side for the whole
+   round, so pairs of one round share it; a test counting pairs as independent called such A/A
+   differences significant when we measured it.
+   On a machine where other processes preempt ours, samples are either clean or inflated by a time
+   slice; ``--metric min`` is then far more stable than the median (preemption only ever adds time).
+   Short series (fewer than 12 samples a side) fall back to treating samples as independent: Price &
+   Bonett's distribution-free CI for a ratio of medians (J. Stat. Comput. Simul. 72(2), 2002; from order
+   statistics, O(n)) or a percentile bootstrap for mean/min, and a one-sided Mann-Whitney U test, exact at
+   small n, so tiny samples can rarely reach significance: they come out inconclusive.
+   Imports without raw samples use a normal approximation from the summary (named as such).
+2. Multiplicity: the one-sided p-values of all compared cases are adjusted with Holm's step-down
+   procedure. Holm, not Benjamini-Hochberg, because a CI gate makes one decision for the whole change
+   ("does this PR regress anything?"): the error users feel is a red build on a harmless change, i.e. the
+   family-wise error rate, which Holm controls under any dependence between cases (cases of one run share
+   the machine's state, so they are dependent), while BH controls the expected share of false discoveries
+   among discoveries and needs positive dependence for that.
 3. Decision per case, with threshold t (per workload from the suite, else the command's):
    slower       ratio > 1+t  AND Holm-adjusted p(slower) < alpha AND CI low > 1
    faster       ratio < 1/(1+t) AND Holm-adjusted p(faster) < alpha AND CI high < 1
@@ -27,10 +41,9 @@ How a verdict is reached (``ratio`` = new / base of the chosen metric, > 1 means
    inconclusive anything else: the noise is too large to tell
    Only ``slower`` fails the gate; a faster case never does.
 
-What the statistics cannot see: samples within one run share that session's machine state, so two runs
-taken minutes apart on a busy machine differ by a few percent that no within-run test can attribute to
-noise (every test above will call it significant given thousands of samples). The threshold is what
-absorbs that drift; ``accelbench run --baseline ... --interleave`` removes it (see interleave.py).
+What no within-run statistic can see: drift between two runs taken minutes apart. The threshold absorbs
+it; ``accelbench run --baseline ... --interleave`` removes it (see interleave.py). Measured error rates
+on this project's shared CI-like machine: benchmarks/gate_error_rates.py and docs/ci.md.
 """
 
 from __future__ import annotations
@@ -67,6 +80,12 @@ UNKNOWN_RESOLUTION_S = 1e-6
 # Below this many samples on a side the order statistics bound nothing useful: the CI is (0, inf) and
 # the verdict can only be unchanged (timer floor) or inconclusive.
 MIN_SAMPLES_CI = 5
+# Batch means: a run's samples in time order are cut into at most MAX_BLOCKS blocks of at least
+# MIN_BLOCK_SAMPLES; with fewer than MIN_BLOCKS blocks the samples are treated as independent.
+MAX_BLOCKS = 10
+MIN_BLOCK_SAMPLES = 3
+MIN_BLOCKS = 4
+MIN_ROUNDS = 3  # interleave rounds needed for the paired analysis
 
 
 # ---------------------------------------------------------------- pure statistics
@@ -97,28 +116,17 @@ def log_median_var(samples: np.ndarray) -> float:
     return (width / (2.0 * z)) ** 2
 
 
-def _bootstrap_ratio(base: np.ndarray, new: np.ndarray, metric: str, level: float, n_boot: int, seed: int,
-                     base_strata: np.ndarray | None, new_strata: np.ndarray | None) -> tuple[float, float]:
-    """Percentile bootstrap CI of metric(new)/metric(base); resampling within strata when given."""
+def _bootstrap_ratio(base: np.ndarray, new: np.ndarray, metric: str, level: float, n_boot: int, seed: int
+                     ) -> tuple[float, float]:
+    """Percentile bootstrap CI of metric(new)/metric(base)."""
     rng = np.random.default_rng(seed)
     # keep B*n bounded so a 5000-sample case costs a fraction of a second, not seconds
     b = int(max(200, min(n_boot, 4_000_000 // max(base.size, new.size, 1))))
-
-    def draws(x: np.ndarray, strata: np.ndarray | None) -> np.ndarray:
-        if strata is None:
-            return x[rng.integers(0, x.size, (b, x.size))]
-        parts = []
-        for s in np.unique(strata):
-            xs = x[strata == s]
-            parts.append(xs[rng.integers(0, xs.size, (b, xs.size))])
-        return np.concatenate(parts, axis=1)
-
     fn = {"median": np.median, "mean": np.mean, "min": np.min}[metric]
-    rb = fn(draws(base, base_strata), axis=1)
-    rn = fn(draws(new, new_strata), axis=1)
-    r = rn / rb
+    rb = fn(base[rng.integers(0, base.size, (b, base.size))], axis=1)
+    rn = fn(new[rng.integers(0, new.size, (b, new.size))], axis=1)
     a = (1.0 - level) / 2.0
-    lo, hi = np.quantile(r, [a, 1.0 - a])
+    lo, hi = np.quantile(rn / rb, [a, 1.0 - a])
     return float(lo), float(hi)
 
 
@@ -134,9 +142,10 @@ class RatioCI:
 
 
 def ratio_ci(base: Sequence[float] | np.ndarray, new: Sequence[float] | np.ndarray, metric: str = "median",
-             level: float = DEFAULT_LEVEL, *, n_boot: int = 2000, seed: int = 0,
-             base_strata: np.ndarray | None = None, new_strata: np.ndarray | None = None) -> RatioCI:
-    """Ratio of ``metric`` (new over base) and its confidence interval (see the module docstring)."""
+             level: float = DEFAULT_LEVEL, *, n_boot: int = 2000, seed: int = 0) -> RatioCI:
+    """Ratio of ``metric`` (new over base) and its CI treating samples as independent: Price-Bonett for
+    the median, a percentile bootstrap for mean and min. Used for short sample series; see
+    :func:`blocked_ratio` for the usual case."""
     xb = np.asarray(base, dtype=np.float64)
     xn = np.asarray(new, dtype=np.float64)
     if xb.size == 0 or xn.size == 0:
@@ -151,53 +160,117 @@ def ratio_ci(base: Sequence[float] | np.ndarray, new: Sequence[float] | np.ndarr
             return RatioCI(ratio, 0.0, math.inf, level, "price-bonett")
         h = float(_st.norm.isf((1.0 - level) / 2.0)) * math.sqrt(var)
         return RatioCI(ratio, ratio * math.exp(-h), ratio * math.exp(h), level, "price-bonett")
-    if xb.size < 2 or xn.size < 2:
+    if xb.size < MIN_SAMPLES_CI or xn.size < MIN_SAMPLES_CI:
         return RatioCI(ratio, 0.0, math.inf, level, "bootstrap")
-    lo, hi = _bootstrap_ratio(xb, xn, metric, level, n_boot, seed, base_strata, new_strata)
-    return RatioCI(ratio, lo, hi, level, "bootstrap" + ("-stratified" if base_strata is not None else ""))
+    lo, hi = _bootstrap_ratio(xb, xn, metric, level, n_boot, seed)
+    return RatioCI(ratio, lo, hi, level, "bootstrap")
 
 
-def _ranks_rank_sum(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Rank sum W of x among x+y, its mean and its tie-corrected variance under H0."""
-    n, m = x.size, y.size
-    big = n + m
-    r = _st.rankdata(np.concatenate([x, y]))
-    w = float(r[:n].sum())
-    _, t = np.unique(np.concatenate([x, y]), return_counts=True)
-    tie = float((t**3 - t).sum())
-    var = n * m / 12.0 * ((big + 1) - tie / (big * (big - 1))) if big > 1 else 0.0
-    return w, n * (big + 1) / 2.0, var
-
-
-def shift_test(base: Sequence[float] | np.ndarray, new: Sequence[float] | np.ndarray,
-               base_strata: np.ndarray | None = None, new_strata: np.ndarray | None = None
-               ) -> tuple[float, float, str]:
-    """One-sided p-values (new slower, new faster) and the test's name.
-
-    Without strata: Mann-Whitney U (exact for small samples, asymptotic otherwise). With strata (interleave
-    rounds present on both sides): van Elteren's stratified rank-sum test, weights 1/(N_k+1)."""
+def shift_test(base: Sequence[float] | np.ndarray, new: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """One-sided Mann-Whitney U p-values (new slower, new faster), exact for small samples."""
     xb = np.asarray(base, dtype=np.float64)
     xn = np.asarray(new, dtype=np.float64)
     if xb.size < 2 or xn.size < 2:
-        return 1.0, 1.0, "none (too few samples)"
-    if base_strata is None or new_strata is None:
-        if np.all(xb == xb[0]) and np.all(xn == xn[0]) and xb[0] == xn[0]:
-            return 1.0, 1.0, "mann-whitney"
-        p_slow = float(_st.mannwhitneyu(xn, xb, alternative="greater").pvalue)
-        p_fast = float(_st.mannwhitneyu(xn, xb, alternative="less").pvalue)
-        return p_slow, p_fast, "mann-whitney"
-    t = 0.0
-    v = 0.0
-    for s in np.intersect1d(np.unique(base_strata), np.unique(new_strata)):
-        yn, yb = xn[new_strata == s], xb[base_strata == s]
-        w, e, var = _ranks_rank_sum(yn, yb)
-        wk = 1.0 / (yn.size + yb.size + 1.0)
-        t += wk * (w - e)
-        v += wk * wk * var
-    if v <= 0:
-        return 1.0, 1.0, "van-elteren"
-    z = t / math.sqrt(v)
-    return float(_st.norm.sf(z)), float(_st.norm.cdf(z)), "van-elteren"
+        return 1.0, 1.0
+    if np.all(xb == xb[0]) and np.all(xn == xn[0]) and xb[0] == xn[0]:
+        return 1.0, 1.0
+    p_slow = float(_st.mannwhitneyu(xn, xb, alternative="greater").pvalue)
+    p_fast = float(_st.mannwhitneyu(xn, xb, alternative="less").pvalue)
+    return p_slow, p_fast
+
+
+def block_values(samples: Sequence[float] | np.ndarray, metric: str = "median",
+                 rounds: Sequence[int] | np.ndarray | None = None) -> dict[int, float]:
+    """The metric per block of consecutive samples: per interleave round when ``rounds`` is given, else
+    ``min(MAX_BLOCKS, n // MIN_BLOCK_SAMPLES)`` equal batches in time order (batch means). Empty when there
+    are too few samples for MIN_BLOCKS blocks."""
+    x = np.asarray(samples, dtype=np.float64)
+    if rounds is not None:
+        r = np.asarray(rounds)
+        return {int(k): _metric(x[r == k], metric) for k in np.unique(r)}
+    k = min(MAX_BLOCKS, x.size // MIN_BLOCK_SAMPLES)
+    if k < MIN_BLOCKS:
+        return {}
+    return {i: _metric(b, metric) for i, b in enumerate(np.array_split(x, k))}
+
+
+def _walsh_ci(d: np.ndarray, level: float) -> tuple[float, float, float]:
+    """Hodges-Lehmann estimate of the centre of ``d`` (median of Walsh averages) and the CI that inverts
+    the signed-rank test (normal approximation for the rank k; (-inf, inf) when k < 1)."""
+    n = d.size
+    i, j = np.triu_indices(n)
+    w = np.sort((d[i] + d[j]) / 2.0)
+    est = float(np.median(w))
+    z = float(_st.norm.isf((1.0 - level) / 2.0))
+    k = int(math.floor(n * (n + 1) / 4.0 - z * math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)))
+    if k < 1:
+        return est, -math.inf, math.inf
+    return est, float(w[k - 1]), float(w[w.size - k])
+
+
+def _shift_ci(x: np.ndarray, y: np.ndarray, level: float) -> tuple[float, float, float]:
+    """Two-sample Hodges-Lehmann shift (median of y_j - x_i) and the CI inverting Mann-Whitney."""
+    diffs = np.sort((y[:, None] - x[None, :]).ravel())
+    m, n = x.size, y.size
+    est = float(np.median(diffs))
+    z = float(_st.norm.isf((1.0 - level) / 2.0))
+    k = int(math.floor(m * n / 2.0 - z * math.sqrt(m * n * (m + n + 1) / 12.0)))
+    if k < 1:
+        return est, -math.inf, math.inf
+    return est, float(diffs[k - 1]), float(diffs[diffs.size - k])
+
+
+def blocked_ratio(base_blocks: Mapping[int, float], new_blocks: Mapping[int, float], level: float = DEFAULT_LEVEL,
+                  paired: bool = False) -> tuple[RatioCI, float, float, str]:
+    """Ratio, CI and one-sided p-values (slower, faster) from per-block values of the metric, on logs.
+
+    Unpaired (separate runs, batch means): Mann-Whitney U on the log block values, the ratio exp(the
+    Hodges-Lehmann shift) with the CI that inverts the test. Paired (interleave rounds): Wilcoxon's
+    signed-rank test on the per-round log ratios, exp(their Hodges-Lehmann centre) and its CI. Rank tests,
+    because a block or round hit by another process's burst is an outlier that a t statistic would let
+    decide; exact p-values at these sizes (scipy's exact method), so no asymptotics are trusted at n=10."""
+    if paired:
+        common = sorted(set(base_blocks) & set(new_blocks))
+        d = np.log([new_blocks[k] for k in common]) - np.log([base_blocks[k] for k in common])
+        if d.size < MIN_ROUNDS:
+            return RatioCI(math.nan, math.nan, math.nan, level, "none"), 1.0, 1.0, "none"
+        est, lo, hi = _walsh_ci(d, level)
+        if np.all(d == 0):
+            ps = pf = 1.0
+        else:
+            ps = float(_st.wilcoxon(d, alternative="greater").pvalue)
+            pf = float(_st.wilcoxon(d, alternative="less").pvalue)
+        method, test = f"paired rounds, Hodges-Lehmann ({d.size} rounds)", "Wilcoxon signed-rank over rounds"
+    else:
+        lb = np.log(np.asarray(list(base_blocks.values()), dtype=np.float64))
+        ln = np.log(np.asarray(list(new_blocks.values()), dtype=np.float64))
+        if lb.size < 2 or ln.size < 2:
+            return RatioCI(math.nan, math.nan, math.nan, level, "none"), 1.0, 1.0, "none"
+        est, lo, hi = _shift_ci(lb, ln, level)
+        ps, pf = shift_test(lb, ln)
+        method = f"batch means, Hodges-Lehmann ({lb.size}+{ln.size} blocks)"
+        test = "Mann-Whitney U on log block values"
+    return RatioCI(math.exp(est), math.exp(lo), math.exp(hi), level, method), ps, pf, test
+
+
+def case_stats(base: Side, new: Side, metric: str = "median", level: float = DEFAULT_LEVEL, paired: bool = False,
+               seed: int = 0) -> tuple[RatioCI, float, float, str]:
+    """The ratio, its CI and one-sided p-values for one matched case, by the best method the data allow:
+    paired interleave rounds > batch means > independent samples (short series) > summaries only."""
+    if base.n == 0 or new.n == 0:
+        r, ps, pf = _summary_ratio(base, new, metric, level)
+        return r, ps, pf, "z (from summaries: no raw samples)"
+    if paired and base.strata is not None and new.strata is not None:
+        bb = block_values(base.samples, metric, base.strata)
+        nb = block_values(new.samples, metric, new.strata)
+        if len(set(bb) & set(nb)) >= MIN_ROUNDS:
+            return blocked_ratio(bb, nb, level, paired=True)
+    bb, nb = block_values(base.samples, metric), block_values(new.samples, metric)
+    if bb and nb:
+        return blocked_ratio(bb, nb, level, paired=False)
+    r = ratio_ci(base.samples, new.samples, metric, level, seed=seed)
+    ps, pf = shift_test(base.samples, new.samples)
+    return r, ps, pf, "mann-whitney (few samples: treated as independent)"
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -564,15 +637,7 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
             continue
         cc.base_value_s, cc.new_value_s, cc.n_base, cc.n_new = sb.value, sn.value, sb.n, sn.n
         cc.floor_s = FLOOR_TICKS * max(sb.floor_s, sn.floor_s)
-        strata_ok = paired and sb.strata is not None and sn.strata is not None
-        if sb.n and sn.n:
-            r = ratio_ci(sb.samples, sn.samples, opts.metric, opts.level, n_boot=opts.n_boot, seed=_seed(key),
-                         base_strata=sb.strata if strata_ok else None, new_strata=sn.strata if strata_ok else None)
-            ps, pf, test = shift_test(sb.samples, sn.samples, sb.strata if strata_ok else None,
-                                      sn.strata if strata_ok else None)
-        else:
-            r, ps, pf = _summary_ratio(sb, sn, opts.metric, opts.level)
-            test = "z (from summaries: no raw samples)"
+        r, ps, pf, test = case_stats(sb, sn, opts.metric, opts.level, paired=paired, seed=_seed(key))
         cc.ratio, cc.ci_low, cc.ci_high, cc.ci_method, cc.test = r.ratio, r.ci_low, r.ci_high, r.method, test
         cc.p_slower, cc.p_faster = ps, pf
         tests.append((cc, ps, pf, r, sn.value - sb.value))
@@ -603,7 +668,7 @@ def speedups(run: LoadedRun, metric: str = "median", level: float = DEFAULT_LEVE
         g, c = side_of(d["gpu"], metric), side_of(d["cpu"], metric)
         if g is None or c is None or not g.n or not c.n:
             continue
-        r = ratio_ci(g.samples, c.samples, metric, level, seed=_seed(key))
+        r, _, _, _ = case_stats(g, c, metric, level, seed=_seed(key))
         out.append(Speedup(key=key, name=d["gpu"].name, speedup=r.ratio, ci_low=r.ci_low, ci_high=r.ci_high,
                            gpu_s=g.value, cpu_s=c.value, method=r.method))
     out.sort(key=lambda s: -s.speedup)

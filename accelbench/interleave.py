@@ -6,7 +6,8 @@ recorded. With ``--interleave`` both are measured now, in one session, alternate
 their cases matched, and each matched pair is measured in ``rounds`` short rounds, base-then-new in even
 rounds and new-then-base in odd ones (as asv's ``--interleave-rounds`` does). Whatever drifts during the
 session (other users' load, thermal state, frequency scaling) then hits both sides alike, and compare
-blocks its rank test on the round (van Elteren), so drift between rounds is not mistaken for a change.
+analyses the per-round ratios (a paired t over rounds), so drift between rounds is not mistaken for a
+change and the round-to-round spread, not the much smaller spread within a round, sets the CI.
 
 Each round gets ``1/rounds`` of the case's timing budget; a round re-runs setup, warm-up, calibration and
 validation, so a case that fails validation in any round is recorded as failed. The two sides are
@@ -21,8 +22,10 @@ run the baseline from its own checkout or environment and compare the runs witho
 from __future__ import annotations
 
 import math
+import random
 import secrets
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,14 +33,15 @@ from typing import Any
 
 from . import __version__, environment
 from .backends import Backend
-from .compare import CompareOptions, Comparison, LoadedRun, compare_runs, match_key
+from .compare import MIN_ROUNDS, CompareOptions, Comparison, LoadedRun, compare_runs, match_key
 from .errors import ResultsError, SuiteError, UsageError
 from .measure.stats import summarize
+from .measure.timing import CpuTimer
 from .results import CaseRecord, RunRecord, RunWriter, Timing, new_run_id, now_iso, read_run
-from .runner import RunOptions, count_statuses, measure_case, plan, skipped_record
+from .runner import RunOptions, count_statuses, measure_case, plan, skipped_record, throughput
 from .suite import Case, Suite, parse
 
-DEFAULT_ROUNDS = 6
+DEFAULT_ROUNDS = 20
 
 Progress = Callable[[int, int, str], None]
 
@@ -114,17 +118,102 @@ def merge_rounds(recs: list[CaseRecord], case: Case, backend: str, run_id: str) 
     out.timings = {}
     out.definition_hash = case.definition_hash()
     out.duration_s = sum(r.duration_s for r in recs)
-    from .runner import throughput
-
     out.throughput = throughput(out.work, timing.summary.get("median"))
     return out
+
+
+def _time_loops(fn: Callable[[], Any], loops: int) -> float:
+    t0 = time.perf_counter_ns()
+    for _ in range(loops):
+        fn()
+    return (time.perf_counter_ns() - t0) * 1e-9
+
+
+def measure_pair_cpu(bcase: Case, ncase: Case, be: Backend, base_run_id: str, new_run_id: str, rounds: int,
+                     quick: bool = False, seed: int = 0) -> tuple[CaseRecord, CaseRecord]:
+    """Baseline and candidate of one case on the CPU, alternating sample by sample.
+
+    First each side goes through the runner's own ``measure_case`` with a 3-sample policy: that validates
+    its output and yields a complete record (or the failure, recorded as the runner records it). Then, in
+    each of ``rounds`` rounds, both workloads are set up afresh (new allocations, so layout effects
+    average out over rounds), warmed up, and timed in pairs with the same inner-loop count, the order
+    inside each pair drawn at random, so neither side systematically runs first. Pairs cancel the
+    machine's moment-to-moment load; rounds average set-up effects; compare tests over rounds."""
+    pb = bcase.timing.quick() if quick else bcase.timing
+    pn = ncase.timing.quick() if quick else ncase.timing
+    tiny = {"min_samples": 3, "max_samples": 3, "min_time_s": 0.0, "max_time_s": 1e-3, "warmup": 1,
+            "warmup_time_s": 0.0}
+    tb = measure_case(replace(bcase, timing=replace(pb, **tiny)), be, base_run_id)
+    tn = measure_case(replace(ncase, timing=replace(pn, **tiny)), be, new_run_id)
+    tb.definition_hash, tn.definition_hash = bcase.definition_hash(), ncase.definition_hash()
+    if tb.status != "ok" or tn.status != "ok":
+        return tb, tn
+    rng = random.Random(seed)
+    per_round_s = max(pb.max_time_s, pn.max_time_s) / rounds
+    min_pairs = max(3, math.ceil(max(pb.min_samples, pn.min_samples) / rounds))
+    max_pairs = max(3, math.ceil(min(pb.max_samples, pn.max_samples) / rounds))
+    warm = replace(pb, warmup_time_s=pb.warmup_time_s / rounds)
+    xs: dict[str, list[float]] = {"b": [], "n": []}
+    tags: list[int] = []
+    pair_ids: list[int] = []
+    loops_used: list[int] = []
+    total = 0.0
+    t_all = time.perf_counter()
+    try:
+        for r in range(rounds):
+            wb = bcase.cls(bcase.params, be, seed=bcase.seed)
+            wn = ncase.cls(ncase.params, be, seed=ncase.seed)
+            # a random-size allocation held through the round, and a random set-up order, so where the
+            # two sides' buffers land differs from round to round (layout effects average over rounds)
+            pad = bytearray(rng.randrange(1, 1 << 16) * 64)
+            try:
+                for w in ((wb, wn) if rng.random() < 0.5 else (wn, wb)):
+                    w.setup()
+                timer = CpuTimer()
+                loops, _ = timer.calibrate(wb.run, warm)
+                timer.calibrate(wn.run, warm)  # its warm-up; both sides then use the baseline's loop count
+                loops_used.append(loops)
+                t0 = time.perf_counter()
+                k = 0
+                while k < max_pairs and (k < min_pairs or time.perf_counter() - t0 < 2 * per_round_s):
+                    if rng.random() < 0.5:
+                        a = _time_loops(wb.run, loops)
+                        b = _time_loops(wn.run, loops)
+                    else:
+                        b = _time_loops(wn.run, loops)
+                        a = _time_loops(wb.run, loops)
+                    xs["b"].append(a / loops)
+                    xs["n"].append(b / loops)
+                    tags.append(r)
+                    pair_ids.append(len(pair_ids))
+                    k += 1
+                total += time.perf_counter() - t0
+            finally:
+                wb.teardown()
+                wn.teardown()
+                del pad
+    except Exception as e:  # a case-level failure after validation passed: recorded, the session goes on
+        for rec in (tb, tn):
+            rec.status, rec.timing = "error", None
+            rec.message = f"interleaved sampling: {type(e).__name__}: {e}"
+        return tb, tn
+    for rec, key in ((tb, "b"), (tn, "n")):
+        t = Timing(method="cpu-perf_counter", samples_s=xs[key], inner_loops=min(loops_used), warmup=0,
+                   stop_reason="interleaved", total_time_s=total, summary=summarize(xs[key]).to_dict(),
+                   notes=[f"{rounds} interleaved rounds, pairs timed alternately in random order; inner loops "
+                          f"per round {loops_used}"],
+                   rounds=list(tags), pairs=list(pair_ids))
+        rec.timing, rec.timings = t, {}
+        rec.duration_s += time.perf_counter() - t_all
+        rec.throughput = throughput(rec.work, t.summary.get("median"))
+    return tb, tn
 
 
 def run_interleaved(base_dir: str | Path, suite: Suite, opts: RunOptions, rounds: int = DEFAULT_ROUNDS,
                     ignore_params: tuple[str, ...] = (), progress: Progress | None = None) -> InterleaveResult:
     """Measure the baseline run's suite and ``suite`` alternately, ``rounds`` rounds per matched case."""
-    if rounds < 2:
-        raise UsageError(f"--rounds {rounds}: interleaving needs at least 2 rounds")
+    if rounds < MIN_ROUNDS:
+        raise UsageError(f"--rounds {rounds}: interleaving needs at least {MIN_ROUNDS} rounds")
     bsuite, brun = baseline_suite(base_dir, Path(suite.file).resolve().parent)
     new_pairs, bes = plan(suite, opts)
     # the baseline side runs whatever backends the candidate side selected
@@ -174,6 +263,15 @@ def run_interleaved(base_dir: str | Path, suite: Suite, opts: RunOptions, rounds
                 sides.append(("b", base_by[k], wb, done_b))
             if k in new_by:
                 sides.append(("n", new_by[k], wn, done_n))
+            if len(sides) == 2 and sides[0][1][1] == "cpu" and not sides[0][1][0].cls.custom \
+                    and not sides[1][1][0].cls.custom:
+                (_, (cb, b), _, _), (_, (cn, _), _, _) = sides
+                rb, rn = measure_pair_cpu(cb, cn, bes[b], wb.run.run_id, wn.run.run_id, rounds, opts.quick,
+                                          seed=i)
+                for rec, w, done in ((rb, wb, done_b), (rn, wn, done_n)):
+                    w.append(rec)
+                    done.append(rec)
+                continue
             per: dict[str, list[CaseRecord]] = {s[0]: [] for s in sides}
             for r in range(rounds):
                 seq = sides if r % 2 == 0 else sides[::-1]
