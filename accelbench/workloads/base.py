@@ -185,11 +185,16 @@ class Workload:
 
     def teardown(self) -> None:
         for k in list(vars(self)):
-            if k not in ("p", "backend", "xp", "seed"):
+            if k not in ("p", "backend", "xp", "seed", "_rng"):
                 setattr(self, k, None)
 
     def rng(self) -> np.random.Generator:
-        return np.random.default_rng(self.seed)
+        """The case's generator: one per instance, so successive inputs differ (A != B) yet the same seed
+        gives the same inputs on every backend."""
+        g = self.__dict__.get("_rng")
+        if g is None:
+            g = self.__dict__["_rng"] = np.random.default_rng(self.seed)
+        return g
 
     def random(self, shape: tuple[int, ...], dtype: str, low: float = -1.0, high: float = 1.0) -> Any:
         """Seeded uniform random array on the backend (generated on the host so CPU and GPU see identical
