@@ -160,8 +160,9 @@ def gpm_window(metrics: dict[str, float] | None, window_s: float, achieved_gbps:
         return {"gpm_status": f"window too short ({window_s * 1e3:.0f} ms < {min_window_s * 1e3:.0f} ms)"}
     out: dict[str, Any] = {f"gpm_{k}": v for k, v in metrics.items()}
     out["gpm_window_s"] = window_s
-    if achieved_gbps is not None and peak_gbps:
+    if achieved_gbps is not None:
         out["model_gbps"] = achieved_gbps
+    if achieved_gbps is not None and peak_gbps:
         out["model_bw_percent_of_peak"] = 100.0 * achieved_gbps / peak_gbps
         if "dram_bw_util_percent" in metrics and out["model_bw_percent_of_peak"] > 0:
             out["gpm_dram_over_model"] = metrics["dram_bw_util_percent"] / out["model_bw_percent_of_peak"]
