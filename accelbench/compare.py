@@ -22,7 +22,7 @@ How a verdict is reached (``ratio`` = new / base of the chosen metric, > 1 means
    differences significant when we measured it.
    On a machine where other processes preempt ours, samples are either clean or inflated by a time
    slice; ``--metric min`` is then far more stable than the median (preemption only ever adds time).
-   Short series (fewer than 12 samples a side) fall back to treating samples as independent: Price &
+   Short series (fewer than 24 samples a side) fall back to treating samples as independent: Price &
    Bonett's distribution-free CI for a ratio of medians (J. Stat. Comput. Simul. 72(2), 2002; from order
    statistics, O(n)) or a percentile bootstrap for mean/min, and a one-sided Mann-Whitney U test, exact at
    small n, so tiny samples can rarely reach significance: they come out inconclusive.
@@ -84,7 +84,7 @@ MIN_SAMPLES_CI = 5
 # MIN_BLOCK_SAMPLES; with fewer than MIN_BLOCKS blocks the samples are treated as independent.
 MAX_BLOCKS = 10
 MIN_BLOCK_SAMPLES = 3
-MIN_BLOCKS = 4
+MIN_BLOCKS = 8  # 8 vs 8 blocks: the exact Mann-Whitney p can go down to 1/12870
 MIN_ROUNDS = 3  # interleave rounds needed for the paired analysis
 
 
