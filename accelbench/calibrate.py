@@ -106,7 +106,7 @@ def peaks_for(env: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
     e = d["machines"].get(key)
     if not isinstance(e, dict):
         return {}
-    out = {b: dict(e[b]) for b in ("gpu", "cpu") if isinstance(e.get(b), dict)}
+    out: dict[str, Any] = {b: dict(e[b]) for b in ("gpu", "cpu") if isinstance(e.get(b), dict)}
     out["calibrated_at"] = e.get("calibrated_at")
     out["machine_key"] = key
     out["file"] = str(path or default_path())
@@ -237,7 +237,10 @@ def cpu_peaks(quick: bool = False, nbytes: int | None = None, gemm_n: int | None
         return float(np.median(ts))
 
     out: dict[str, Any] = {"provenance": "measured"}
-    out["stream_copy_gbps"] = 2 * a.nbytes / best(lambda: np.copyto(a, b)) / 1e9
+    def copy() -> None:
+        np.copyto(a, b)
+
+    out["stream_copy_gbps"] = 2 * a.nbytes / best(copy) / 1e9
 
     def triad() -> None:
         np.multiply(c, 3.0, out=a)
@@ -250,7 +253,10 @@ def cpu_peaks(quick: bool = False, nbytes: int | None = None, gemm_n: int | None
         x = rng.uniform(-1, 1, size=(n, n)).astype(dt)
         y = rng.uniform(-1, 1, size=(n, n)).astype(dt)
         z = np.empty_like(x)
-        out[f"gemm_{name}_gflops"] = 2.0 * n**3 / best(lambda x=x, y=y, z=z: np.matmul(x, y, out=z)) / 1e9
+        def mm(x: np.ndarray = x, y: np.ndarray = y, z: np.ndarray = z) -> None:
+            np.matmul(x, y, out=z)
+
+        out[f"gemm_{name}_gflops"] = 2.0 * n**3 / best(mm) / 1e9
     out["gemm_n"] = n
     return out
 
@@ -303,7 +309,7 @@ def percent_of_peak(case: dict[str, Any], peaks: dict[str, Any], env: dict[str, 
     device properties give it). ``case`` is a CaseRecord dict; picks the GEMM ceiling of the case's math
     mode (fp16 -> gemm_fp16, float32 + math=tf32 -> gemm_tf32, ...) and the bandwidth ceiling (d2d copy on
     the GPU, STREAM triad/copy on the CPU)."""
-    be = case.get("backend")
+    be = str(case.get("backend"))
     tp = case.get("throughput") or {}
     pk = peaks.get(be) if isinstance(peaks.get(be), dict) else None
     out: dict[str, float] = {}

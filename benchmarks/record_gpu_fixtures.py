@@ -148,36 +148,35 @@ def _record_case(key: str, name: str, params: dict[str, Any], sampler: CounterSa
                  policy: TimingPolicy, probe: dict[str, Any], caps: dict[str, Any], interval_s: float, out: Path,
                  results: dict[str, Any], timings: dict[str, Any]) -> None:
     be = backends.gpu()
-    if True:
-        wl = make(name, **params)
-        wl.run()
-        be.synchronize()
-        chk = wl.check()
-        rec.reset()
-        t0 = time.perf_counter()
-        with sampler.case(key, "gpu") as cc:
-            timing, extra = measure_gpu(wl, policy, counters=cc)
-        wall = time.perf_counter() - t0
-        counters = cc.result()
-        fixture = {
-            "case": key, "workload": name, "params": params, "device": be.device_name,
-            "probe": caps.get("nvml_queries", {}), "default_sm_clock_mhz": probe["default_sm_clock_mhz"],
-            "max_sm_clock_mhz": probe["max_sm_clock_mhz"], "interval_s": interval_s, "case_wall_s": wall,
-            "polls": rec.log["polls"], "energy_mj": rec.log["energy_mj"], "sm_clock_mhz": rec.log["sm_clock_mhz"],
-            "clock_event_reasons": rec.log["clock_event_reasons"], "gpm_windows": rec.log["gpm_windows"],
-            "work": type(wl).work(wl.p).to_dict(), "result": counters,
-        }
-        (out / f"sampler_{key}.json").write_text(json.dumps(fixture, indent=1, default=str))
-        timings[key] = {
-            "workload": name, "params": params, "check": chk.to_dict(),
-            "cold": timing.model_dump(mode="json"),
-            **{m: t.model_dump(mode="json") for m, t in extra.items()},
-        }
-        results["cases"][key] = {"timing": timing, "extra": extra, "counters": counters, "check": chk}
-        results["workloads"][key] = wl
-        print(f"recorded {key}: cold median {timing.summary['median'] * 1e6:.2f} us "
-              f"({timing.stop_reason}, n={len(timing.samples_s)}), modes {sorted(extra)}, "
-              f"{len(rec.log['polls'])} polls", flush=True)
+    wl = make(name, **params)
+    wl.run()
+    be.synchronize()
+    chk = wl.check()
+    rec.reset()
+    t0 = time.perf_counter()
+    with sampler.case(key, "gpu") as cc:
+        timing, extra = measure_gpu(wl, policy, counters=cc)
+    wall = time.perf_counter() - t0
+    counters = cc.result()
+    fixture = {
+        "case": key, "workload": name, "params": params, "device": be.device_name,
+        "probe": caps.get("nvml_queries", {}), "default_sm_clock_mhz": probe["default_sm_clock_mhz"],
+        "max_sm_clock_mhz": probe["max_sm_clock_mhz"], "interval_s": interval_s, "case_wall_s": wall,
+        "polls": rec.log["polls"], "energy_mj": rec.log["energy_mj"], "sm_clock_mhz": rec.log["sm_clock_mhz"],
+        "clock_event_reasons": rec.log["clock_event_reasons"], "gpm_windows": rec.log["gpm_windows"],
+        "work": type(wl).work(wl.p).to_dict(), "result": counters,
+    }
+    (out / f"sampler_{key}.json").write_text(json.dumps(fixture, indent=1, default=str))
+    timings[key] = {
+        "workload": name, "params": params, "check": chk.to_dict(),
+        "cold": timing.model_dump(mode="json"),
+        **{m: t.model_dump(mode="json") for m, t in extra.items()},
+    }
+    results["cases"][key] = {"timing": timing, "extra": extra, "counters": counters, "check": chk}
+    results["workloads"][key] = wl
+    print(f"recorded {key}: cold median {timing.summary['median'] * 1e6:.2f} us "
+          f"({timing.stop_reason}, n={len(timing.samples_s)}), modes {sorted(extra)}, "
+          f"{len(rec.log['polls'])} polls", flush=True)
 
 
 def main() -> None:

@@ -348,6 +348,7 @@ class CounterSampler:
                 self._caps["nvml"] = why
                 return
         d = self._device
+        assert d is not None
         caps = d.probe()
         self._caps["nvml"] = "supported"
         self._caps["nvml_queries"] = caps

@@ -222,7 +222,7 @@ class _Blocker:
             self.dptr = int(rt.pointerGetAttributes(self.ptr).devicePointer) or self.ptr
         except Exception:
             self.dptr = self.ptr
-        buf = (ctypes.c_char * 64).from_address(self.ptr)
+        buf: Any = (ctypes.c_char * 64).from_address(self.ptr)
         self.flag = np.frombuffer(buf, dtype=np.int32, count=2, offset=0)
         self.clk = np.frombuffer(buf, dtype=np.uint64, count=2, offset=16)
         self.kernel = cp.RawKernel(_BLOCKER_SRC, "accelbench_block_stream")
