@@ -240,6 +240,10 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
                  "counters": opts.counters, "suite_yaml": suite.text},
         environment=environment.fingerprint(with_gpu=True),
     )
+    from . import calibrate
+
+    # measured ceilings of this machine (from `accelbench calibrate`), so reports show % of peak
+    run.environment["peaks"] = calibrate.peaks_for(run.environment)
     try:
         writer = RunWriter(root, run)
     except OSError as e:
@@ -260,6 +264,9 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
                                      else be.reason)
             else:
                 rec = measure_case(case, be, run.run_id, quick=opts.quick, sampler=sampler)
+            if rec.status == "ok" and run.environment["peaks"]:
+                rec.throughput.update(calibrate.percent_of_peak(rec.model_dump(mode="json"),
+                                                                run.environment["peaks"], run.environment))
             writer.append(rec)
             records.append(rec)
             if on_end:

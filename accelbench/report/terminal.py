@@ -64,6 +64,12 @@ def _throughput_cells(c: CaseRecord) -> tuple[str, str]:
     return rate, items
 
 
+def _pct(c: CaseRecord) -> float | None:
+    """% of the measured ceiling (from `accelbench calibrate`): compute for flop-bound work, else bandwidth."""
+    t = c.throughput
+    return t.get("flops_percent_of_measured", t.get("bw_percent_of_measured"))
+
+
 def _metric_cells(c: CaseRecord) -> str:
     parts = []
     for k, v in c.metrics.items():
@@ -97,6 +103,9 @@ def render(cases: list[CaseRecord], console: Console | None = None, title: str =
         t.add_column("CV", justify="right")
         t.add_column("throughput", justify="right")
         t.add_column("items/s", justify="right")
+        has_peak = any(_pct(c) is not None for c in rows)
+        if has_peak:
+            t.add_column("% peak", justify="right")
         t.add_column("speedup", justify="right")
         t.add_column("check")
         has_metrics = any(c.metrics for c in rows)
@@ -116,9 +125,11 @@ def render(cases: list[CaseRecord], console: Console | None = None, title: str =
                 f"{s['cv'] * 100:.1f}%" if s.get("cv") is not None and c.status == "ok" else "-",
                 rate,
                 items,
-                f"{speed:.1f}×" if speed else "",
-                status,
             ]
+            if has_peak:
+                pct = _pct(c)
+                cells.append(f"{pct:.0f}%" if pct is not None else "-")
+            cells += [f"{speed:.1f}×" if speed else "", status]
             if has_metrics:
                 cells.append(_metric_cells(c))
             t.add_row(*cells)
