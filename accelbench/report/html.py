@@ -364,9 +364,9 @@ def _env_facts(run: dict[str, Any]) -> list[tuple[str, str]]:
     facts: list[tuple[str, str]] = []
     g = env.get("gpu") or {}
     if g.get("available"):
-        mem = g.get("memory_total_bytes")
+        mem = _num(g.get("memory_total_bytes"))
         facts.append(("GPU", f"{g.get('name')} (cc {g.get('compute_capability')}, {g.get('multiprocessors')} SMs"
-                             + (f", {mem / 2**30:.0f} GiB" if _finite(mem) else "") + ")"))
+                             + (f", {mem / 2**30:.0f} GiB" if mem is not None else "") + ")"))
         facts.append(("driver / CUDA", f"{g.get('driver_version', '?')} / runtime {g.get('cuda_runtime_version')}"
                                        f", driver API {g.get('cuda_driver_version')}"))
         if g.get("cupy_version"):
@@ -472,9 +472,8 @@ def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio],
         cells.append(Cell(str(r["status"]), str(r["status"]), f"st-{r['status']}", str(r["message"] or "")))
         med = _num(r.get("median_s")) if ok else None
         cells.append(Cell(fmt_time(med), med))
-        cells.append(Cell(_ci_text(_num(r.get("ci_low_s")), _num(r.get("ci_high_s")), fmt_time) if ok else "–",
-                          _num(r.get("ci_high_s")) - _num(r.get("ci_low_s")) if ok and _num(r.get("ci_low_s"))
-                          is not None and _num(r.get("ci_high_s")) is not None else None))
+        lo, hi = (_num(r.get("ci_low_s")), _num(r.get("ci_high_s"))) if ok else (None, None)
+        cells.append(Cell(_ci_text(lo, hi, fmt_time), hi - lo if lo is not None and hi is not None else None))
         cv = _num(r.get("cv")) if ok else None
         cells.append(Cell(f"{cv * 100:.1f}%" if cv is not None else "–", cv))
         n = _num(r.get("n_samples")) if ok else None
@@ -839,6 +838,13 @@ def _layer_profile(metrics: dict[str, Any]) -> list[dict[str, Any]] | None:
     return None
 
 
+def _metric_value(mt: dict[str, Any], names: tuple[str, ...], like: Any) -> float | None:
+    for n in names:
+        if _finite(mt.get(n)):
+            return float(mt[n])
+    return next((float(v) for k, v in mt.items() if like(k) and _finite(v)), None)
+
+
 def _hbar_height(n: int) -> int:
     return max(200, 110 + 34 * n)
 
@@ -856,7 +862,7 @@ def model_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[Chart]]
     # images/s against batch size, one line per (workload, other varying params, backend)
     tb = Block(id="models-throughput", title="Throughput against batch size",
                subtitle="images per second per backend (log–log)")
-    traces = []
+    traces: list[dict[str, Any]] = []
     for wl, rows in ok.groupby("workload", sort=False):
         bkey = next((k for k in BATCH_KEYS if any(k in (p or {}) for p in rows["params"])), None)
         if bkey is None or not rows["items_per_s"].map(_finite).any():
@@ -890,8 +896,11 @@ def model_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[Chart]]
 
     # per-layer profile: stacked bars of each layer's time, one bar per case
     pb = Block(id="models-layers", title="Per-layer profile", subtitle="time of each layer, stacked per case")
-    prof_rows = [(r, _layer_profile(r["record"].get("metrics") or {})) for _, r in ok.iterrows()]
-    prof_rows = [(r, p) for r, p in prof_rows if p]
+    prof_rows: list[tuple[Any, list[dict[str, Any]]]] = []
+    for _, r in ok.iterrows():
+        prof = _layer_profile(r["record"].get("metrics") or {})
+        if prof:
+            prof_rows.append((r, prof))
     if prof_rows:
         layer_names: list[str] = []
         per_case: list[tuple[str, dict[str, float], dict[str, str]]] = []
@@ -932,12 +941,13 @@ def model_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[Chart]]
         xs, ys, colors = [], [], []
         for _, r in tta.iterrows():
             mt = r["record"].get("metrics") or {}
-            t = next((_num(v) for k, v in mt.items() if "time_to_accuracy" in k), None)
-            acc = next((_num(v) for k, v in mt.items() if "accuracy" in k and "time" not in k
-                        and "target" not in k), None)
-            target = next((_num(v) for k, v in mt.items() if "target" in k), None)
-            epochs = next((_num(v) for k, v in mt.items() if "epoch" in k), None)
-            reached = mt.get("reached", mt.get("reached_target"))
+            # the models' train_to_accuracy metric names first, then any key that says the same thing
+            t = _metric_value(mt, ("time_to_accuracy_s",), lambda k: "time_to_accuracy" in k)
+            acc = _metric_value(mt, ("final_test_accuracy", "test_accuracy"),
+                                lambda k: "accuracy" in k and "time" not in k and "target" not in k)
+            target = _metric_value(mt, ("target_accuracy",), lambda k: "target" in k and "accuracy" in k)
+            epochs = _metric_value(mt, ("epochs",), lambda k: "epoch" in k)
+            reached = mt.get("reached_target", mt.get("reached"))
             rows_t.append([Cell(str(r["name"]), str(r["name"])), Cell(str(r["backend"]), str(r["backend"]),
                                                                     f"be-{r['backend']}"),
                            Cell(fmt_time(t), t), Cell(fmt_num(target), target), Cell(fmt_num(acc), acc),
