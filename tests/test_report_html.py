@@ -343,7 +343,9 @@ def test_absent_things_are_said_not_plotted(tmp_path: Path):
     page = rh.build_page([results.load(d)], [str(d)])
     (blk,) = page.speedup
     assert not blk.charts
-    assert any("no CUDA driver" in n for n in blk.notes)
+    # said once for the page, and counted for the workload
+    assert any("No GPU-vs-CPU speedup" in x and "no CUDA driver" in x for x in page.banners)
+    assert any(n.startswith("1 gpu case(s) skipped") for n in blk.notes)
     assert page.roofline.charts == [] and page.roofline.notes
     assert page.counters.notes and page.counters.table is None
 

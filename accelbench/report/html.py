@@ -503,20 +503,24 @@ def _variant_text(rec: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_param_text(x)}" for k, x in v.items())
 
 
-def _gpu_reason(df: pd.DataFrame) -> str:
+def gpu_absent_reason(df: pd.DataFrame) -> str:
+    """Why no GPU case of the whole run has a time ("" when some did)."""
+    if df.empty:
+        return ""
     g = df[df["backend"] == "gpu"]
     if g.empty:
         return "the run has no GPU cases"
-    msgs = sorted({str(m) for m in g.loc[g["status"] != "ok", "message"] if m})
     if (g["status"] == "ok").any():
         return ""
+    msgs = sorted({str(m) for m in g["message"] if m})
     return "no GPU case ran: " + ("; ".join(msgs[:3]) if msgs else "no GPU case finished")
 
 
 def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Ratio]) -> tuple[list[Block], list[Chart]]:
     blocks: list[Block] = []
     charts: list[Chart] = []
-    reason = _gpu_reason(df)
+    # When no GPU case ran anywhere the page says so once (a banner); each workload then only counts.
+    run_reason = gpu_absent_reason(df)
     for wl, rows in df.groupby("workload", sort=False):
         wl = str(wl)
         ok_rows = rows[rows["status"] == "ok"]
@@ -548,8 +552,8 @@ def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Ratio]) -> tuple[l
             b.charts.append(ch)
             charts.append(ch)
         else:
-            b.notes.append("No GPU-vs-CPU speedup: " + (reason or "no case of this workload ran on both backends")
-                           + ".")
+            if not run_reason:
+                b.notes.append("No GPU-vs-CPU speedup: no case of this workload finished on both backends.")
         # median time per backend with its CI, so a CPU-only run still shows its sweep
         unit, scale = time_unit(rows.loc[rows["status"] == "ok", "median_s"])
         traces = []
@@ -578,7 +582,8 @@ def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Ratio]) -> tuple[l
         # their reason; here one line per reason says how many, so the table holds what was measured.
         skipped = rows[rows["status"] == "skipped"]
         for (be, msg), n in skipped.groupby(["backend", "message"], sort=False).size().items():
-            b.notes.append(f"{n} {be} case(s) skipped: {msg} (listed under Problems).")
+            why = "as said above" if run_reason and str(msg) in run_reason else str(msg)
+            b.notes.append(f"{n} {be} case(s) skipped: {why} (listed under Problems).")
         shown = rows[rows["status"] != "skipped"]
         if len(shown):
             b.table = workload_table(ids, wl, shown, sp, with_speedup=bool(sp))
@@ -1074,6 +1079,10 @@ def build_page(frames: Sequence[pd.DataFrame], sources: Sequence[str], title: st
     if len(frames) > 1:
         banners.append(f"Detail sections describe {runs[-1].label} ({runs[-1].suite}, {runs[-1].run_id}); "
                        f"run vs run compares each earlier run (base) with it.")
+    absent = gpu_absent_reason(cur)
+    if absent:
+        banners.append(f"No GPU-vs-CPU speedup in this report: {absent}. The CPU measurements are shown; "
+                       f"run on a machine with a usable GPU for the comparison.")
     sp = gpu_cpu_speedups(cur, cur_src) if len(cur) else {}
     speedup, charts = speedup_blocks(ids, cur, sp) if len(cur) else ([], [])
     roof, c2 = roofline_block(ids, cur) if len(cur) else (Block("roofline", "Roofline", notes=["No cases."]), [])
