@@ -82,7 +82,7 @@ def test_cpu_life_cycle_validates(name: str, params: dict[str, Any]) -> None:
     wl.run()  # run() is repeatable on the same buffers (the timer calls it many times)
     assert wl.check().passed
     wl.teardown()
-    assert all(v is None for k, v in vars(wl).items() if k not in ("p", "backend", "xp", "seed"))
+    assert all(v is None for k, v in vars(wl).items() if k not in ("p", "backend", "xp", "seed", "_rng"))
 
 
 @pytest.mark.parametrize("name,params", CPU_CASES, ids=_ids(CPU_CASES))
