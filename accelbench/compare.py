@@ -52,7 +52,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -122,7 +122,7 @@ def _bootstrap_ratio(base: np.ndarray, new: np.ndarray, metric: str, level: floa
     rng = np.random.default_rng(seed)
     # keep B*n bounded so a 5000-sample case costs a fraction of a second, not seconds
     b = int(max(200, min(n_boot, 4_000_000 // max(base.size, new.size, 1))))
-    fn = {"median": np.median, "mean": np.mean, "min": np.min}[metric]
+    fn: Callable[..., Any] = {"median": np.median, "mean": np.mean, "min": np.min}[metric]  # type: ignore[assignment]
     rb = fn(base[rng.integers(0, base.size, (b, base.size))], axis=1)
     rn = fn(new[rng.integers(0, new.size, (b, new.size))], axis=1)
     a = (1.0 - level) / 2.0
@@ -665,12 +665,12 @@ def speedups(run: LoadedRun, metric: str = "median", level: float = DEFAULT_LEVE
     for key, d in by.items():
         if "gpu" not in d or "cpu" not in d:
             continue
-        g, c = side_of(d["gpu"], metric), side_of(d["cpu"], metric)
-        if g is None or c is None or not g.n or not c.n:
+        sg, sc = side_of(d["gpu"], metric), side_of(d["cpu"], metric)
+        if sg is None or sc is None or not sg.n or not sc.n:
             continue
-        r, _, _, _ = case_stats(g, c, metric, level, seed=_seed(key))
+        r, _, _, _ = case_stats(sg, sc, metric, level, seed=_seed(key))
         out.append(Speedup(key=key, name=d["gpu"].name, speedup=r.ratio, ci_low=r.ci_low, ci_high=r.ci_high,
-                           gpu_s=g.value, cpu_s=c.value, method=r.method))
+                           gpu_s=sg.value, cpu_s=sc.value, method=r.method))
     out.sort(key=lambda s: -s.speedup)
     return out
 

@@ -23,7 +23,7 @@ import statistics
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import ResultsError, UsageError
 from .measure.stats import summarize
@@ -150,9 +150,9 @@ def import_pytest_benchmark(path: str | Path) -> tuple[RunRecord, list[CaseRecor
         raise ResultsError(f"{p}: not UTF-8 text") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("benchmarks"), list):
         raise ResultsError(f"{p}: not a pytest-benchmark JSON (no 'benchmarks' list) and not a run directory")
-    mi = obj.get("machine_info") if isinstance(obj.get("machine_info"), dict) else {}
-    env = mi.get("accelbench") if isinstance(mi.get("accelbench"), dict) else {"pytest_benchmark": mi}
-    ci = obj.get("commit_info") if isinstance(obj.get("commit_info"), dict) else {}
+    mi: dict[str, Any] = obj["machine_info"] if isinstance(obj.get("machine_info"), dict) else {}
+    env: dict[str, Any] = mi["accelbench"] if isinstance(mi.get("accelbench"), dict) else {"pytest_benchmark": mi}
+    ci: dict[str, Any] = obj["commit_info"] if isinstance(obj.get("commit_info"), dict) else {}
     run_id = f"pytest-benchmark:{p.name}"
     suite = str(ci.get("project") or "pytest-benchmark")
     run = RunRecord(run_id=run_id, suite=suite, suite_file=str(p), started_at=str(obj.get("datetime", "")),
@@ -166,8 +166,8 @@ def import_pytest_benchmark(path: str | Path) -> tuple[RunRecord, list[CaseRecor
         where = f"{p}: benchmarks[{i}]"
         if not isinstance(b, dict) or not isinstance(b.get("stats"), dict):
             raise ResultsError(f"{where}: no 'stats' object")
-        st = b["stats"]
-        extra = b.get("extra_info") if isinstance(b.get("extra_info"), dict) else {}
+        st: dict[str, Any] = b["stats"]
+        extra: dict[str, Any] = b["extra_info"] if isinstance(b.get("extra_info"), dict) else {}
         name = str(b.get("name") or b.get("fullname") or f"benchmark {i}")
         case_id = str(extra.get("case_id") or b.get("fullname") or name)
         if case_id in seen:
@@ -187,19 +187,19 @@ def import_pytest_benchmark(path: str | Path) -> tuple[RunRecord, list[CaseRecor
             raise ResultsError(f"{where}: stats are incomplete or not numbers ({e})") from None
         if not all(math.isfinite(v) for v in samples):
             raise ResultsError(f"{where}: stats.data holds non-finite values")
-        opts = b.get("options") if isinstance(b.get("options"), dict) else {}
+        opts: dict[str, Any] = b["options"] if isinstance(b.get("options"), dict) else {}
         timing = Timing(method=str(extra.get("method") or "pytest-benchmark"), samples_s=samples,
                         inner_loops=int(st.get("iterations") or 1), stop_reason="imported", summary=summary,
                         notes=[] if samples else ["summary only: the file holds no raw samples"])
-        backend = extra.get("backend") if extra.get("backend") in ("gpu", "cpu") else "cpu"
-        params = extra.get("params") if isinstance(extra.get("params"), dict) else (
-            b.get("params") if isinstance(b.get("params"), dict) else {})
+        backend: Literal["gpu", "cpu"] = "gpu" if extra.get("backend") == "gpu" else "cpu"
+        params: dict[str, Any] = extra["params"] if isinstance(extra.get("params"), dict) else (
+            b["params"] if isinstance(b.get("params"), dict) else {})
         cases.append(CaseRecord(
             schema_version=SCHEMA_VERSION, run_id=run_id, case_id=case_id, suite=str(extra.get("suite") or suite),
             workload=str(extra.get("workload") or b.get("group") or name.split("[", 1)[0]), name=name,
             params=params or {}, backend=backend, status="ok",
             definition_hash=str(extra.get("definition_hash") or ""), timing=timing,
-            thresholds=extra.get("thresholds") if isinstance(extra.get("thresholds"), dict) else {},
+            thresholds=extra["thresholds"] if isinstance(extra.get("thresholds"), dict) else {},
             variant={"timer": opts.get("timer")} if opts.get("timer") else {},
         ))
     run.counts = {"ok": len(cases)}

@@ -36,7 +36,7 @@ from .backends import Backend
 from .compare import MIN_ROUNDS, CompareOptions, Comparison, LoadedRun, compare_runs, match_key
 from .errors import ResultsError, SuiteError, UsageError
 from .measure.stats import summarize
-from .measure.timing import CpuTimer
+from .measure.timing import CpuTimer, TimingPolicy
 from .results import CaseRecord, RunRecord, RunWriter, Timing, new_run_id, now_iso, read_run
 from .runner import RunOptions, count_statuses, measure_case, plan, skipped_record, throughput
 from .suite import Case, Suite, parse
@@ -111,7 +111,7 @@ def merge_rounds(recs: list[CaseRecord], case: Case, backend: str, run_id: str) 
                     stop_reason="interleaved", total_time_s=total, summary=summarize(samples).to_dict(),
                     clock_resolution_s=t0.clock_resolution_s,
                     notes=[f"{len(recs)} interleaved rounds; inner loops per round {loops}"],
-                    rounds=rounds)  # an extra field (Timing allows extras): each sample's round
+                    rounds=rounds)  # type: ignore[call-arg]  # extra field (Timing allows extras): each sample's round
     out = first.model_copy(deep=True)
     out.run_id = run_id
     out.timing = timing
@@ -141,10 +141,12 @@ def measure_pair_cpu(bcase: Case, ncase: Case, be: Backend, base_run_id: str, ne
     machine's moment-to-moment load; rounds average set-up effects; compare tests over rounds."""
     pb = bcase.timing.quick() if quick else bcase.timing
     pn = ncase.timing.quick() if quick else ncase.timing
-    tiny = {"min_samples": 3, "max_samples": 3, "min_time_s": 0.0, "max_time_s": 1e-3, "warmup": 1,
-            "warmup_time_s": 0.0}
-    tb = measure_case(replace(bcase, timing=replace(pb, **tiny)), be, base_run_id)
-    tn = measure_case(replace(ncase, timing=replace(pn, **tiny)), be, new_run_id)
+    def tiny(p: TimingPolicy) -> TimingPolicy:
+        return replace(p, min_samples=3, max_samples=3, min_time_s=0.0, max_time_s=1e-3, warmup=1,
+                       warmup_time_s=0.0)
+
+    tb = measure_case(replace(bcase, timing=tiny(pb)), be, base_run_id)
+    tn = measure_case(replace(ncase, timing=tiny(pn)), be, new_run_id)
     tb.definition_hash, tn.definition_hash = bcase.definition_hash(), ncase.definition_hash()
     if tb.status != "ok" or tn.status != "ok":
         return tb, tn
@@ -202,7 +204,7 @@ def measure_pair_cpu(bcase: Case, ncase: Case, be: Backend, base_run_id: str, ne
                    stop_reason="interleaved", total_time_s=total, summary=summarize(xs[key]).to_dict(),
                    notes=[f"{rounds} interleaved rounds, pairs timed alternately in random order; inner loops "
                           f"per round {loops_used}"],
-                   rounds=list(tags), pairs=list(pair_ids))
+                   rounds=list(tags), pairs=list(pair_ids))  # type: ignore[call-arg]  # extra fields
         rec.timing, rec.timings = t, {}
         rec.duration_s += time.perf_counter() - t_all
         rec.throughput = throughput(rec.work, t.summary.get("median"))

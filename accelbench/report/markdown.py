@@ -18,7 +18,7 @@ def _cell(text: str) -> str:
 
 def _row(c: CaseComparison) -> list[str]:
     ci = f"{fmt_change(c.ci_low)} … {fmt_change(c.ci_high)}" if c.ci_low is not None else ""
-    verdict = c.verdict
+    verdict: str = c.verdict
     if c.definition_changed:
         verdict += " (definition changed, not gated)"
     why = c.reason if c.verdict != "unchanged" else ""
