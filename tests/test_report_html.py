@@ -322,9 +322,10 @@ def test_models_sections(runs: dict[str, Path]):
     df = results.load(runs["models"])
     page = rh.build_page([df], ["m"])
     blocks = {b.id: b for b in page.models}
-    (thr,) = blocks["models-throughput"].charts
+    (thr,) = blocks["models-throughput"].charts  # one chart per workload with a batch axis
+    assert thr.id == "chart-model-batch-inference"
     assert {len(t["x"]) for t in thr.figure["data"]} == {3}  # three batch sizes per backend
-    assert len(thr.figure["data"]) == 2
+    assert sorted(t["name"] for t in thr.figure["data"]) == ["mlp @cpu", "mlp @gpu"]
     (layers,) = blocks["models-layers"].charts
     assert [t["name"] for t in layers.figure["data"]] == ["0: dense0", "1: dense1"]
     tta = blocks["models-accuracy"]

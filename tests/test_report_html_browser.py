@@ -196,7 +196,7 @@ def test_models_report(opened: Any, reports: dict[str, Any]):
     path, _ = reports["models"]
     o = opened("models")
     marks = assert_clean_and_drawn(o, path)
-    assert marks["chart-model-batch"] >= 2  # a line (and markers) per backend
+    assert marks["chart-model-batch-inference"] >= 2  # a line (and markers) per backend
     assert marks["chart-model-layers"] == 2  # one segment per layer of the one profiled case
     assert marks["chart-model-tta"] == 1
     assert table_rows(o.page, "table-tta") == 1

@@ -47,6 +47,9 @@ BACKEND_COLOR = {"gpu": "#76b900", "cpu": "#1f77b4"}  # NVIDIA green for the GPU
 VERDICT_COLOR = {"slower": "#d62728", "faster": "#2ca02c", "unchanged": "#7f7f7f", "inconclusive": "#ff9f1c",
                  "new": "#1f77b4", "missing": "#9467bd", "failed": "#8c1c13"}
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon", "triangle-down")
+# plotly's default qualitative colours (D3 category10), for series that are not a backend
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
 MAX_POINTS = 1000
 FLAT_TICKS = 8  # up to this many cases per chart, tick labels stay horizontal, one parameter per line  # samples drawn per box; beyond this an evenly spaced quantile subsample (shape kept)
 
@@ -305,7 +308,9 @@ def case_labels(rows: pd.DataFrame, sep: str = " ") -> dict[Any, str]:
         parts = [f"{k}={_param_text((r['params'] or {}).get(k))}" for k in keys]
         if len(set(heads.values())) > 1:
             parts.insert(0, heads[idx])
-        parts = parts or [str(r["name"])]
+        if not parts:  # a single case: its head and model say what it is; the full name is in the table
+            model = (r["params"] or {}).get("model")
+            parts = [heads[idx]] + ([f"model={_param_text(model)}"] if model is not None else [])
         out[idx] = sep.join(esc(p) for p in parts) if sep == "<br>" else sep.join(parts)
     return out
 
@@ -465,9 +470,9 @@ def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio],
     for (_, r), variant in zip(rows.iterrows(), variants, strict=True):
         rec = r["record"]
         ok = r["status"] == "ok"
-        cells = [Cell(_param_text((r["params"] or {}).get(k, "")),
-                      _num((r["params"] or {}).get(k)) if _finite((r["params"] or {}).get(k)) else
-                      _param_text((r["params"] or {}).get(k, ""))) for k in keys]
+        p = r["params"] or {}
+        cells = [Cell(_param_text(p.get(k, "")), _num(p.get(k)) if _finite(p.get(k)) else _param_text(p.get(k, "")),
+                      "nowrap") for k in keys]
         cells.append(Cell(str(r["backend"]), str(r["backend"]), f"be-{r['backend']}"))
         cells.append(Cell(str(r["status"]), str(r["status"]), f"st-{r['status']}", str(r["message"] or "")))
         med = _num(r.get("median_s")) if ok else None
@@ -582,8 +587,8 @@ def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Ratio]) -> tuple[l
         # their reason; here one line per reason says how many, so the table holds what was measured.
         skipped = rows[rows["status"] == "skipped"]
         for (be, msg), n in skipped.groupby(["backend", "message"], sort=False).size().items():
-            why = "as said above" if run_reason and str(msg) in run_reason else str(msg)
-            b.notes.append(f"{n} {be} case(s) skipped: {why} (listed under Problems).")
+            why = "no usable GPU (see the banner above)" if run_reason and str(msg) in run_reason else str(msg)
+            b.notes.append(f"{n} {be} case(s) skipped: {why}; listed under Problems.")
         shown = rows[rows["status"] != "skipped"]
         if len(shown):
             b.table = workload_table(ids, wl, shown, sp, with_speedup=bool(sp))
@@ -864,10 +869,10 @@ def model_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[Chart]]
     charts: list[Chart] = []
     ok = m[m["status"] == "ok"]
 
-    # images/s against batch size, one line per (workload, other varying params, backend)
+    # images/s against batch size: one chart per workload (inference, train step), one line per model
+    # (colour) and backend (GPU solid circles, CPU dashed squares)
     tb = Block(id="models-throughput", title="Throughput against batch size",
                subtitle="images per second per backend (log–log)")
-    traces: list[dict[str, Any]] = []
     for wl, rows in ok.groupby("workload", sort=False):
         bkey = next((k for k in BATCH_KEYS if any(k in (p or {}) for p in rows["params"])), None)
         if bkey is None or not rows["items_per_s"].map(_finite).any():
@@ -878,24 +883,28 @@ def model_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[Chart]]
             p = r["params"] or {}
             if not _finite(p.get(bkey)) or not _finite(r["items_per_s"]):
                 continue
-            tag = " ".join(f"{k}={_param_text(p.get(k))}" for k in others)
+            tag = " ".join(f"{k}={_param_text(p.get(k))}" for k in others) or str(p.get("model") or wl)
             series.setdefault((tag, str(r["backend"])), []).append((float(p[bkey]), float(r["items_per_s"]),
                                                                      str(r["name"])))
+        tags = list(dict.fromkeys(t for t, _ in series))
+        traces: list[dict[str, Any]] = []
         for (tag, be), pts in series.items():
             pts.sort()
-            traces.append({"type": "scatter", "mode": "lines+markers", "name": esc(f"{wl} {tag} @{be}".replace("  ", " ")),
+            gpu = be == "gpu"
+            traces.append({"type": "scatter", "mode": "lines+markers", "name": esc(f"{tag} @{be}"),
                            "x": [p[0] for p in pts], "y": [p[1] for p in pts],
-                           "line": {"color": BACKEND_COLOR.get(be, "#888"),
-                                    "dash": ["solid", "dash", "dot", "dashdot"][len(traces) // 2 % 4]},
+                           "line": {"color": PALETTE[tags.index(tag) % len(PALETTE)],
+                                    "dash": "solid" if gpu else "dash", "width": 2},
+                           "marker": {"symbol": "circle" if gpu else "square", "size": 7},
                            "hovertext": [esc(p[2]) + f"<br>{fmt_num(p[1])} images/s" for p in pts],
                            "hoverinfo": "text"})
-    if traces:
-        ch = Chart(ids("chart-model-batch"), "Images per second against batch size",
-                   {"data": traces, "layout": _layout("batch size", "images / s", log_x=True, log_y=True,
-                                                      height=420)})
+        lay = _layout("batch size", "images / s", log_x=True, log_y=True, height=400)
+        lay["legend"] = {"orientation": "v", "x": 1.01, "y": 1}
+        ch = Chart(ids("chart-model-batch", str(wl)), f"{wl}: images per second against batch size",
+                   {"data": traces, "layout": lay}, "solid: GPU, dashed: CPU")
         tb.charts.append(ch)
         charts.append(ch)
-    else:
+    if not tb.charts:
         tb.notes.append("No finished model case reports images/s at a batch size.")
     blocks.append(tb)
 
@@ -907,6 +916,7 @@ def model_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[Chart]]
         if prof:
             prof_rows.append((r, prof))
     if prof_rows:
+        short = case_labels(ok.loc[[r.name for r, _ in prof_rows]])
         layer_names: list[str] = []
         per_case: list[tuple[str, dict[str, float], dict[str, str]]] = []
         for r, prof in prof_rows:
@@ -920,7 +930,7 @@ def model_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[Chart]]
                 hov[nm] = ", ".join(f"{k[:-2]} {fmt_time(v)}" for k, v in parts.items())
                 if nm not in layer_names:
                     layer_names.append(nm)
-            per_case.append((f"{r['name']} @{r['backend']}", vals, hov))
+            per_case.append((f"{short[r.name]} @{r['backend']}", vals, hov))
         unit, scale = time_unit([sum(v.values()) for _, v, _ in per_case])
         ptraces = [{"type": "bar", "orientation": "h", "name": esc(nm), "y": [esc(c) for c, _, _ in per_case],
                     "x": [v.get(nm, 0.0) / scale for _, v, _ in per_case],
@@ -944,7 +954,8 @@ def model_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[Chart]]
         cols = ["case", "backend", "time to accuracy", "target", "final test accuracy", "epochs", "reached"]
         rows_t: list[list[Cell]] = []
         xs, ys, colors = [], [], []
-        for _, r in tta.iterrows():
+        short = case_labels(tta)
+        for idx, r in tta.iterrows():
             mt = r["record"].get("metrics") or {}
             # the models' train_to_accuracy metric names first, then any key that says the same thing
             t = _metric_value(mt, ("time_to_accuracy_s",), lambda k: "time_to_accuracy" in k)
@@ -953,14 +964,15 @@ def model_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[Chart]]
             target = _metric_value(mt, ("target_accuracy",), lambda k: "target" in k and "accuracy" in k)
             epochs = _metric_value(mt, ("epochs",), lambda k: "epoch" in k)
             reached = mt.get("reached_target", mt.get("reached"))
-            rows_t.append([Cell(str(r["name"]), str(r["name"])), Cell(str(r["backend"]), str(r["backend"]),
+            rows_t.append([Cell(short[idx], short[idx], title=str(r["name"])),
+                           Cell(str(r["backend"]), str(r["backend"]),
                                                                     f"be-{r['backend']}"),
                            Cell(fmt_time(t), t), Cell(fmt_num(target), target), Cell(fmt_num(acc), acc),
                            Cell(fmt_num(epochs), epochs),
                            Cell("–" if reached is None else ("yes" if reached else "no"), str(reached),
                                 "" if reached is None else ("st-ok" if reached else "st-failed"))])
             if t is not None:
-                xs.append(esc(f"{r['name']} @{r['backend']}"))
+                xs.append(esc(f"{short[idx]} @{r['backend']}"))
                 ys.append(t)
                 colors.append(BACKEND_COLOR.get(str(r["backend"]), "#888"))
         ab.table = Table(ids("table-tta"), cols, rows_t, numeric={2, 3, 4, 5})
@@ -1020,12 +1032,13 @@ def counters_block(ids: _Ids, df: pd.DataFrame) -> tuple[Block, list[Chart]]:
     show = [k for k in keys if any(n in k.lower() for ns in GPU_COUNTER_GROUPS.values() for n in ns)]
     if len(m) and show:
         traces = []
+        short = case_labels(m)
         for k in show[:6]:
             xs, ys = [], []
-            for _, r in m.iterrows():
+            for idx, r in m.iterrows():
                 v = _num((r["record"].get("counters") or {}).get(k))
                 if v is not None:
-                    xs.append(esc(f"{r['name']} @{r['backend']}"))
+                    xs.append(esc(f"{r['workload']} {short[idx]} @{r['backend']}"))
                     ys.append(v)
             if xs:
                 traces.append({"type": "bar", "name": esc(k), "x": xs, "y": ys, "hoverinfo": "x+y+name"})
