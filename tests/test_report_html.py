@@ -410,3 +410,16 @@ def test_dataframe_is_the_input(runs: dict[str, Path]):
     assert isinstance(df, pd.DataFrame)
     html_text = rh.render_html([df], ["in-memory"])
     assert "in-memory" in html_text
+
+
+def test_run_without_cases_still_renders(tmp_path: Path):
+    # a run killed before its first case finished: the page renders and says what is missing
+    run = results.RunRecord(run_id="r0", suite="s", started_at=results.now_iso(),
+                            environment=environment.fingerprint(with_gpu=False))
+    w = results.RunWriter(tmp_path, run)
+    w._cases.close()  # as a killed process leaves it: run.json says "running", cases.jsonl empty
+    page = rh.build_page([results.load(w.dir)], [str(w.dir)])
+    assert page.charts == [] and page.speedup == []
+    assert any("did not finish" in x for x in page.runs[0].warnings)
+    text = rh.render_html([results.load(w.dir)], [str(w.dir)])
+    assert "No case was recorded" in text and "Every case ran and validated." not in text

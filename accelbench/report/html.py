@@ -1016,38 +1016,53 @@ def counters_block(ids: _Ids, df: pd.DataFrame) -> tuple[Block, list[Chart]]:
     for group, needles in GPU_COUNTER_GROUPS.items():
         if not any(any(n in k.lower() for n in needles) for k in keys):
             b.notes.append(f"{group}: not recorded in this run.")
+    short = short_labels(ok)
     cols = ["case", "backend"] + keys
     rows: list[list[Cell]] = []
-    for _, r in ok.iterrows():
+    for idx, r in ok.iterrows():
         c = r["record"].get("counters") or {}
         if not any(_finite(c.get(k)) for k in keys):
             continue
-        rows.append([Cell(str(r["name"]), str(r["name"])), Cell(str(r["backend"]), str(r["backend"]),
-                                                                f"be-{r['backend']}")]
+        rows.append([Cell(short[idx], short[idx], "nowrap", str(r["name"])),
+                     Cell(str(r["backend"]), str(r["backend"]), f"be-{r['backend']}")]
                     + [Cell(fmt_num(_num(c.get(k))), _num(c.get(k))) for k in keys])
     b.table = Table(ids("table-counters"), cols, rows, numeric=set(range(2, len(cols))))
     charts: list[Chart] = []
-    # a chart of the headline counters of model cases (what the GPU spends per image, how busy it is)
+    # Model cases: one chart per counter group (its first key; units differ between groups, so never one
+    # shared axis), e.g. watts, joules per image, MHz, % busy
     m = ok[_is_model(ok)] if len(ok) else ok
-    show = [k for k in keys if any(n in k.lower() for ns in GPU_COUNTER_GROUPS.values() for n in ns)]
-    if len(m) and show:
-        traces = []
-        short = case_labels(m)
-        for k in show[:6]:
-            xs, ys = [], []
-            for idx, r in m.iterrows():
-                v = _num((r["record"].get("counters") or {}).get(k))
-                if v is not None:
-                    xs.append(esc(f"{r['workload']} {short[idx]} @{r['backend']}"))
-                    ys.append(v)
-            if xs:
-                traces.append({"type": "bar", "name": esc(k), "x": xs, "y": ys, "hoverinfo": "x+y+name"})
-        if traces:
-            ch = Chart(ids("chart-counters"), "Counters of model cases (units in the names)",
-                       {"data": traces, "layout": _layout("case", "value", barmode="group", height=420)})
-            b.charts.append(ch)
-            charts.append(ch)
+    for group, needles in GPU_COUNTER_GROUPS.items():
+        k = next((k for k in keys if any(n in k.lower() for n in needles)), None)
+        if k is None or not len(m):
+            continue
+        xs, ys, colors = [], [], []
+        for idx, r in m.iterrows():
+            v = _num((r["record"].get("counters") or {}).get(k))
+            if v is not None:
+                xs.append(esc(f"{short[idx]} @{r['backend']}"))
+                ys.append(v)
+                colors.append(BACKEND_COLOR.get(str(r["backend"]), "#888"))
+        if not xs:
+            continue
+        lay = _layout(esc(k), "", height=_hbar_height(len(xs)))
+        lay["yaxis"]["autorange"] = "reversed"
+        lay["yaxis"]["tickfont"] = {"size": 10}
+        ch = Chart(ids("chart-counters", group), f"{group} of model cases: {k}",
+                   {"data": [{"type": "bar", "orientation": "h", "x": ys, "y": xs, "marker": {"color": colors},
+                              "hoverinfo": "x+y"}], "layout": lay})
+        b.charts.append(ch)
+        charts.append(ch)
     return b, charts
+
+
+def short_labels(rows: pd.DataFrame) -> dict[Any, str]:
+    """Workload plus its varying parameters, per row: short names for tables and charts spanning several
+    workloads (the full name stays in the tooltip)."""
+    out: dict[Any, str] = {}
+    for wl, g in rows.groupby("workload", sort=False):
+        for idx, lab in case_labels(g).items():
+            out[idx] = lab if lab.startswith(str(wl)) else f"{wl} {lab}"
+    return out
 
 
 # ---------------------------------------------------------------- problems
@@ -1072,7 +1087,8 @@ def problems_block(ids: _Ids, frames: Sequence[tuple[str, pd.DataFrame]]) -> Blo
         for msg, n in reasons.items():
             b.notes.append(f"{label}: {n} case(s) skipped: {msg}")
     if not rows:
-        b.notes.append("Every case ran and validated.")
+        b.notes.append("Every case ran and validated." if any(len(df) for _, df in frames) else
+                       "No case was recorded in these runs.")
     b.table = Table(ids("table-problems"), cols, rows) if rows else None
     return b
 
