@@ -423,3 +423,27 @@ def test_run_without_cases_still_renders(tmp_path: Path):
     assert any("did not finish" in x for x in page.runs[0].warnings)
     text = rh.render_html([results.load(w.dir)], [str(w.dir)])
     assert "No case was recorded" in text and "Every case ran and validated." not in text
+
+
+def test_roofline_roof_from_peaks(runs: dict[str, Path]):
+    # peaks taken from this run's own best measurements: every case sits under the roof, and the roof
+    # bends at the ridge point (compute peak / bandwidth)
+    df = results.load(runs["kernels"])
+    ok = df[(df["status"] == "ok") & (df["backend"] == "cpu")]
+    bw, pk = float(ok["gbps"].max()), float(ok["gflops"].max())
+    df.attrs["run"]["environment"]["peaks"] = {"cpu": {"provenance": "measured", "best_gbps": bw,
+                                                       "best_gflops": pk}}
+    page = rh.build_page([df], ["k"])
+    (ch,) = page.roofline.charts
+    lines = {t["name"]: t for t in ch.figure["data"] if t["mode"] == "lines"}
+    mem = next(t for n, t in lines.items() if "GB/s" in n)
+    cmp_ = next(t for n, t in lines.items() if "GFLOP/s" in n)
+    ridge = pk / bw
+    assert math.isclose(mem["x"][1], ridge) and math.isclose(mem["y"][1], pk)
+    assert math.isclose(cmp_["x"][0], ridge) and cmp_["y"] == [pk, pk]
+    assert not any("above their measured ceiling" in n for n in page.roofline.notes)
+    assert any(n.startswith("gpu: bandwidth and compute ceiling absent") for n in page.roofline.notes)
+    # a ceiling under what the run achieved is called out, not silently drawn
+    df.attrs["run"]["environment"]["peaks"]["cpu"]["best_gflops"] = pk / 2
+    page = rh.build_page([df], ["k"])
+    assert any("above their measured ceiling" in n for n in page.roofline.notes)

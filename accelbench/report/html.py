@@ -659,7 +659,16 @@ def roofline_block(ids: _Ids, df: pd.DataFrame) -> tuple[Block, list[Chart]]:
         b.notes.insert(0, "No finished case has both a flop and a byte count, so there is no roofline.")
         return b, []
     ai = (pts["flops"] / pts["bytes"]).astype(float)
-    xmin, xmax = float(ai.min()) / 4, float(ai.max()) * 4
+    cs = ceilings(run.get("environment") or {})
+    # the roof of each backend: bandwidth lines up to the highest compute ceiling, compute lines from the
+    # highest bandwidth line on (each from its own ridge point), so the chart shows min(bw * AI, peak)
+    bw_max = {be: max((c.value for c in cs if c.backend == be and c.kind == "memory"), default=None)
+              for be in ("gpu", "cpu")}
+    pk_max = {be: max((c.value for c in cs if c.backend == be and c.kind == "compute"), default=None)
+              for be in ("gpu", "cpu")}
+    ridges = [pk / bw for be in ("gpu", "cpu") if (pk := pk_max[be]) and (bw := bw_max[be])]
+    xmin = min([float(ai.min())] + ridges) / 4
+    xmax = max([float(ai.max())] + ridges) * 4
     traces: list[dict[str, Any]] = []
     symbols = {wl: SYMBOLS[i % len(SYMBOLS)] for i, wl in enumerate(dict.fromkeys(pts["workload"]))}
     for (be, wl), br in pts.groupby(["backend", "workload"], sort=True):
@@ -670,20 +679,32 @@ def roofline_block(ids: _Ids, df: pd.DataFrame) -> tuple[Block, list[Chart]]:
                        "hovertext": [esc(f"{n} @{be}") + f"<br>{fmt_num(g)} GFLOP/s, {fmt_num(gb)} GB/s"
                                      for n, g, gb in zip(br["name"], br["gflops"], br["gbps"], strict=True)],
                        "hoverinfo": "text"})
-    cs = ceilings(run.get("environment") or {})
     dash = {"measured": "solid", "theoretical": "dash", "datasheet": "dot"}
+    line_ys: list[float] = []
     for c in cs:
         col = BACKEND_COLOR.get(c.backend, "#888")
         if c.kind == "memory":
-            xs = [xmin, xmax]
+            pk = pk_max[c.backend]
+            xs = [xmin, max(xmin, pk / c.value) if pk else xmax]
             ys = [c.value * x for x in xs]
             name = f"{c.backend} {c.label}: {fmt_num(c.value)} GB/s ({c.provenance})"
         else:
-            xs, ys = [xmin, xmax], [c.value, c.value]
+            bw = bw_max[c.backend]
+            xs = [min(xmax, c.value / bw) if bw else xmin, xmax]
+            ys = [c.value, c.value]
             name = f"{c.backend} {c.label}: {fmt_num(c.value)} GFLOP/s ({c.provenance})"
+        line_ys += ys
         traces.append({"type": "scatter", "mode": "lines", "name": esc(name), "x": xs, "y": ys,
                        "line": {"color": col, "dash": dash.get(c.provenance, "dashdot"), "width": 1.5},
                        "hoverinfo": "name"})
+    above = 0
+    for be, x, y in zip(pts["backend"], ai, pts["gflops"], strict=True):
+        roof = min([v for v in ((bw_max.get(be) or math.inf) * x, pk_max.get(be) or math.inf)])
+        above += bool(math.isfinite(roof) and y > 1.1 * roof)
+    if above:
+        b.notes.append(f"{above} case(s) lie more than 10% above their measured ceiling: the calibration "
+                       f"underestimates this machine (re-run `accelbench calibrate` without --quick on an idle "
+                       f"machine).")
     for be in sorted(set(pts["backend"])):
         have = {c.kind for c in cs if c.backend == be}
         missing = [k for k in ("memory", "compute") if k not in have]
@@ -691,9 +712,13 @@ def roofline_block(ids: _Ids, df: pd.DataFrame) -> tuple[Block, list[Chart]]:
             what = " and ".join("bandwidth" if k == "memory" else "compute" for k in missing)
             b.notes.append(f"{be}: {what} ceiling absent (no measured peak in this run; `accelbench calibrate` "
                            f"measures them).")
-    ymax = max([float(pts["gflops"].max())] + [c.value for c in cs if c.kind == "compute"])
+    g = [float(v) for v in pts["gflops"]]
+    # every point and every ceiling in view, but a bandwidth line alone may not stretch the axis endlessly
+    ymin = max(min(g + line_ys) / 2, min(g) / 1e3, 1e-9)
+    ymax = min(max(g + line_ys) * 2, max(g + [c.value for c in cs if c.kind == "compute"]) * 1e3)
     lay = _layout("arithmetic intensity (flop / byte)", "achieved GFLOP/s", log_y=True, log_x=True, height=440)
-    lay["yaxis"]["range"] = [math.log10(max(float(pts["gflops"].min()) / 4, 1e-6)), math.log10(ymax * 3)]
+    lay["xaxis"]["range"] = [math.log10(xmin), math.log10(xmax)]
+    lay["yaxis"]["range"] = [math.log10(ymin), math.log10(ymax)]
     lay["legend"] = {"orientation": "v", "x": 1.01, "y": 1}
     ch = Chart(ids("chart-roofline"), "Achieved GFLOP/s against arithmetic intensity", {"data": traces, "layout": lay},
                "ceilings: solid = measured, dashed = theoretical from device properties, dotted = datasheet")
