@@ -447,3 +447,19 @@ def test_roofline_roof_from_peaks(runs: dict[str, Path]):
     df.attrs["run"]["environment"]["peaks"]["cpu"]["best_gflops"] = pk / 2
     page = rh.build_page([df], ["k"])
     assert any("above their measured ceiling" in n for n in page.roofline.notes)
+
+
+def test_percent_of_peak_columns_only_when_recorded(runs: dict[str, Path]):
+    df = results.load(runs["kernels"])
+    page = rh.build_page([df], ["k"])
+    assert not any("% of peak" in c for b in page.speedup if b.table for c in b.table.columns)
+    # the runner adds these to throughput when the machine was calibrated: derive one from the data
+    i = df.index[(df["workload"] == "gemm") & (df["status"] == "ok")][0]
+    rec = df.at[i, "record"]
+    rec["throughput"]["flops_percent_of_measured"] = 100 * rec["throughput"]["gflops"] / float(df["gflops"].max())
+    page = rh.build_page([df], ["k"])
+    gemm = next(b for b in page.speedup if b.title == "gemm")
+    assert gemm.table is not None
+    col = gemm.table.columns.index("% of peak GFLOP/s")
+    cells = [row[col] for row in gemm.table.rows]
+    assert sum(c.sort is not None for c in cells) == 1 and "% of peak GB/s" not in gemm.table.columns

@@ -459,13 +459,18 @@ def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio],
                    ) -> Table:
     keys = varying_params(rows) or [k for k in (rows["params"].iloc[0] or {})][:4]
     variants = [_variant_text(rec) for rec in rows["record"]]
-    cols = keys + ["backend", "status", "median", "95% CI of median", "CV", "samples", "GFLOP/s", "GB/s",
-                   "items/s"] + (["speedup (CPU/GPU)", "speedup 95% CI"] if with_speedup else []) + [
-                   "validation (rel. error)"]
+    # share of the measured ceiling (the runner adds it when the machine was calibrated)
+    pct_keys = [k for k in ("flops_percent_of_measured", "bw_percent_of_measured")
+                if any(k in (rec.get("throughput") or {}) for rec in rows["record"])]
+    pct_names = {"flops_percent_of_measured": "% of peak GFLOP/s", "bw_percent_of_measured": "% of peak GB/s"}
+    cols = keys + ["backend", "status", "median", "95% CI of median", "CV", "samples", "GFLOP/s", "GB/s"] + [
+        pct_names[k] for k in pct_keys] + ["items/s"] + (
+        ["speedup (CPU/GPU)", "speedup 95% CI"] if with_speedup else []) + ["validation (rel. error)"]
     if any(variants):
         cols.append("variant")
     k0 = len(keys)
-    numeric = {k0 + i for i in ((2, 4, 5, 6, 7, 8, 9) if with_speedup else (2, 4, 5, 6, 7, 8))}
+    numeric = {k0 + i for i, c in enumerate(cols[k0:]) if c not in ("backend", "status", "validation (rel. error)",
+                                                                   "variant")}
     out: list[list[Cell]] = []
     for (_, r), variant in zip(rows.iterrows(), variants, strict=True):
         rec = r["record"]
@@ -483,11 +488,14 @@ def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio],
         cells.append(Cell(f"{cv * 100:.1f}%" if cv is not None else "–", cv))
         n = _num(r.get("n_samples")) if ok else None
         cells.append(Cell(f"{int(n)}" if n is not None else "–", n))
-        for col in ("gflops", "gbps", "items_per_s"):
-            v = _num(r.get(col)) if ok else None
+        for col in ("gflops", "gbps", *pct_keys, "items_per_s"):
+            v = (_num(r.get(col)) if col in r else _num((rec.get("throughput") or {}).get(col))) if ok else None
             if col == "items_per_s":
                 unit = f"{r.get('item_unit') or 'items'}/s"
                 cells.append(Cell(f"{fmt_si(v)}{unit}" if v is not None else "–", v))
+            elif col in pct_keys:
+                cells.append(Cell(f"{v:.0f}%" if v is not None else "–", v,
+                                  "bad" if v is not None and v > 110 else ""))
             else:
                 cells.append(Cell(fmt_num(v), v))
         if with_speedup:
