@@ -12,7 +12,7 @@ Two ways of measuring, each on this machine as it is (shared, 2 cores, noisy):
   separate   A and B are separate runs minutes apart (what CI does when it keeps a baseline run)
   interleave ``run --baseline A --interleave``: A's suite and B's measured alternately in one session
 
-Run:  PYTHONPATH=. python benchmarks/gate_error_rates.py [--runs 8 --sessions 10 --rounds 6] [--json OUT]
+Run:  PYTHONPATH=. python benchmarks/gate_error_rates.py [--runs 6 --sessions 10 --rounds 20 --time 0.6] [--json OUT]
 Prints false alarms per 100 case-comparisons (A/A) and the share of planted regressions caught (A/B), per
 threshold, with Clopper-Pearson 95% intervals, for both modes.
 """
@@ -134,11 +134,11 @@ def ratios(pairs: list[tuple[LoadedRun, LoadedRun]], metric: str) -> list[float]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=8, help="separate runs of A and of B (alternating A, B, A, ...)")
+    ap.add_argument("--runs", type=int, default=6, help="separate runs of A and of B (alternating A, B, A, ...)")
     ap.add_argument("--sessions", type=int, default=10, help="interleaved sessions each of A/A and A/B")
     ap.add_argument("--rounds", type=int, default=20, help="interleave rounds per case")
-    ap.add_argument("--time", type=float, default=0.3, help="sampling seconds per case and side")
-    ap.add_argument("--thresholds", default="0.02,0.03,0.04,0.05", help="gate thresholds to evaluate")
+    ap.add_argument("--time", type=float, default=0.6, help="sampling seconds per case and side")
+    ap.add_argument("--thresholds", default="0.02,0.03,0.05", help="gate thresholds to evaluate")
     ap.add_argument("--alpha", type=float, default=0.01)
     ap.add_argument("--metrics", default="median,min", help="compare metrics to evaluate")
     ap.add_argument("--json", type=Path, default=None, help="write every number here")
