@@ -99,3 +99,15 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path):
     results.atomic_write_text(p, "one")
     results.atomic_write_text(p, "two")
     assert p.read_text() == "two" and [x.name for x in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_result_files_are_readable_by_others(tmp_path: Path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        d = _write(tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((d / "run.json").stat().st_mode) == 0o644
