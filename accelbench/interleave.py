@@ -141,6 +141,7 @@ def measure_pair_cpu(bcase: Case, ncase: Case, be: Backend, base_run_id: str, ne
     machine's moment-to-moment load; rounds average set-up effects; compare tests over rounds."""
     pb = bcase.timing.quick() if quick else bcase.timing
     pn = ncase.timing.quick() if quick else ncase.timing
+
     def tiny(p: TimingPolicy) -> TimingPolicy:
         return replace(p, min_samples=3, max_samples=3, min_time_s=0.0, max_time_s=1e-3, warmup=1,
                        warmup_time_s=0.0)
