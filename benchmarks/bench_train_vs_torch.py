@@ -122,7 +122,7 @@ def _one_batch(b: int, spec: Any, rng: np.random.Generator, xp: Any, tdev: str, 
 
     # sanity: identical first-step losses (same weights, same batch)
     ours_loss = float(net.forward_backward(xd, ohd))
-    theirs_loss = float(lossf(model(tx), ty))
+    theirs_loss = float(lossf(model(tx), ty).detach())
 
     def torch_step() -> None:
         opt.zero_grad(set_to_none=True)
