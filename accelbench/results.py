@@ -250,6 +250,8 @@ def case_row(run: RunRecord, c: CaseRecord) -> dict[str, Any]:
         "backend": c.backend,
         "status": c.status,
         "message": c.message,
+        "started_at": c.started_at,
+        "duration_s": c.duration_s,
         "params": c.params,
         "method": c.timing.method if c.timing else None,
         "stop_reason": c.timing.stop_reason if c.timing else None,

@@ -27,7 +27,17 @@ import numpy as np
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from ..errors import WorkloadError
-from ..workloads.base import TOLERANCE, Check, CustomResult, Params, Work, Workload, register, rel_error
+from ..workloads.base import (
+    TOLERANCE,
+    BaseParams,
+    Check,
+    CustomResult,
+    Params,
+    Work,
+    Workload,
+    register,
+    rel_error,
+)
 from . import data as D
 from .network import CudaGraph, Network, one_hot
 from .spec import Conv, ModelSpec, Residual, resolve
@@ -163,16 +173,19 @@ def load_dataset(p: ModelParams, seed: int) -> D.Dataset:
     return ds
 
 
+REF_IMAGES = 32  # images checked in float64 per inference case
+
+
 class _ModelWorkload(Workload):
     family = "model"
 
     @classmethod
-    def definition(cls, params: Params) -> dict[str, Any]:
+    def definition(cls, params: BaseParams) -> dict[str, Any]:
         assert isinstance(params, ModelParams)
         return {"model": params.spec.model_dump(mode="json")}
 
     @classmethod
-    def unsupported(cls, params: Params, backend: str) -> str | None:
+    def unsupported(cls, params: BaseParams, backend: str) -> str | None:
         r = super().unsupported(params, backend)
         if r:
             return r
@@ -181,7 +194,7 @@ class _ModelWorkload(Workload):
         return None
 
     @classmethod
-    def variant(cls, params: Params, backend: str) -> dict[str, Any]:
+    def variant(cls, params: BaseParams, backend: str) -> dict[str, Any]:
         out: dict[str, Any] = {"conv": "im2col+gemm (accelbench.ops.conv)"}
         if getattr(params, "cuda_graph", False):
             out["launch"] = "cuda-graph"
@@ -206,7 +219,7 @@ class Inference(_ModelWorkload):
     Params = StepParams
 
     @classmethod
-    def work(cls, params: Params) -> Work:
+    def work(cls, params: BaseParams) -> Work:
         assert isinstance(params, ModelParams)
         spec = params.spec
         isz = np.dtype(params.dtype).itemsize
@@ -215,7 +228,7 @@ class Inference(_ModelWorkload):
                     items=float(params.batch), item_unit="images")
 
     @classmethod
-    def memory_bytes(cls, params: Params, backend: str) -> int:
+    def memory_bytes(cls, params: BaseParams, backend: str) -> int:
         assert isinstance(params, ModelParams)
         return _model_memory(params.spec, params.batch, np.dtype(params.dtype).itemsize, train=False)
 
@@ -247,6 +260,20 @@ class Inference(_ModelWorkload):
         ref = self.net.reference()
         return np.asarray(ref.forward(self.x_host.astype(np.float64), train=False))
 
+    def check(self) -> Check:
+        """Inference treats images independently (batchnorm uses running statistics, dropout is off), so
+        the float64 reference of the first REF_IMAGES images checks the batch at a fraction of the cost: a
+        float64 forward of 512 images would cost more than the whole timed region on a small CPU."""
+        k = min(self.p.batch, REF_IMAGES)  # type: ignore[attr-defined]
+        out = self.backend.asnumpy(self.output())[:k]
+        ref = np.asarray(self.net.reference().forward(self.x_host[:k].astype(np.float64), train=False))
+        err = rel_error(out, ref)
+        tol = self.tolerance()
+        ok = bool(err <= tol)
+        return Check(passed=ok, rel_error=err, tolerance=tol,
+                     reference=f"float64 NumPy forward of the first {k} images",
+                     message="" if ok else f"relative error {err:.3g} exceeds tolerance {tol:.3g}")
+
 
 # ---------------------------------------------------------------- train step
 
@@ -258,7 +285,7 @@ class TrainStep(_ModelWorkload):
     Params = TrainStepParams
 
     @classmethod
-    def work(cls, params: Params) -> Work:
+    def work(cls, params: BaseParams) -> Work:
         assert isinstance(params, ModelParams)
         spec = params.spec
         isz = np.dtype(params.dtype).itemsize
@@ -268,7 +295,7 @@ class TrainStep(_ModelWorkload):
                     items=float(params.batch), item_unit="images")
 
     @classmethod
-    def memory_bytes(cls, params: Params, backend: str) -> int:
+    def memory_bytes(cls, params: BaseParams, backend: str) -> int:
         assert isinstance(params, ModelParams)
         return _model_memory(params.spec, params.batch, np.dtype(params.dtype).itemsize, train=True)
 
@@ -332,11 +359,11 @@ class TrainToAccuracy(_ModelWorkload):
     custom = True
 
     @classmethod
-    def work(cls, params: Params) -> Work:
+    def work(cls, params: BaseParams) -> Work:
         return Work(item_unit="images")
 
     @classmethod
-    def memory_bytes(cls, params: Params, backend: str) -> int:
+    def memory_bytes(cls, params: BaseParams, backend: str) -> int:
         assert isinstance(params, ModelParams)
         return _model_memory(params.spec, max(params.batch, 256), np.dtype(params.dtype).itemsize, train=True)
 
