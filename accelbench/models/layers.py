@@ -125,7 +125,7 @@ class Conv2D(Layer):
         y = self.buf("y", g.y_shape)
         b = self.params[1] if self.has_bias else None
         y, self._cols = conv2d_forward(x, self.w, b, self.stride, self.pad, out=y, workspace=self._ws)
-        self._x_shape = tuple(x.shape)  # type: ignore[assignment]
+        self._x_shape = tuple(x.shape)
         return y
 
     def backward(self, dy: Array, need_dx: bool = True) -> Array | None:

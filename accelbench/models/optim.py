@@ -85,9 +85,12 @@ class Adam(Optimizer):
         xp.subtract(1.0, self.b1t, out=self._c1)
         xp.subtract(1.0, self.b2t, out=self._c2)
         xp.sqrt(self._c2, out=self._c2)
-        xp.multiply(self._c2, self.eps, out=self._eps_t, casting="unsafe")
         xp.divide(self._c2, self._c1, out=self._c1)
-        xp.multiply(self._c1, self.lr, out=self._lr_t, casting="unsafe")
+        xp.multiply(self._c1, self.lr, out=self._c1)
+        xp.multiply(self._c2, self.eps, out=self._c2)
+        # float64 -> parameter dtype by assignment (a device-side cast; no ufunc casting= needed)
+        self._lr_t[...] = self._c1
+        self._eps_t[...] = self._c2
         b1, b2 = self.beta1, self.beta2
         for p, g, m, v, s in zip(self.params, self.grads, self.m, self.v, self.scratch, strict=True):
             xp.multiply(m, b1, out=m)
