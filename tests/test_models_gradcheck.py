@@ -68,7 +68,7 @@ def check_layer(layer: L.Layer, x: np.ndarray, train: bool = True, seed: int = 0
 
 
 def _make(layer_spec: dict[str, Any] | str, in_shape: tuple[int, ...], seed: int = 0) -> L.Layer:
-    spec = TypeAdapter(S.LayerSpec).validate_python(S._coerce_layer(layer_spec))
+    spec: Any = TypeAdapter(S.LayerSpec).validate_python(S._coerce_layer(layer_spec))
     out = S.layer_output(0, spec, in_shape)
     rng = np.random.default_rng(seed)
     return L.build(spec, np, "float64", in_shape, out, L.Scratch(np), rng, "he", seed)

@@ -40,8 +40,10 @@ def test_strides_padding_pools_and_residual_shapes() -> None:
                {"kind": "avgpool", "size": 3},  # 1
                "flatten", "dropout", {"kind": "dense", "out": 10}], input=[3, 32, 32])
     assert m.shapes[:6] == [(8, 16, 16), (16, 8, 8), (16, 8, 8), (16, 3, 3), (16, 1, 1), (16,)]
-    assert S.residual_projects(m.layers[1], (8, 16, 16))
-    assert not S.residual_projects(m.layers[2], (16, 8, 8))
+    r1, r2 = m.layers[1], m.layers[2]
+    assert isinstance(r1, S.Residual) and isinstance(r2, S.Residual)
+    assert S.residual_projects(r1, (8, 16, 16))
+    assert not S.residual_projects(r2, (16, 8, 8))
 
 
 def _err(layers: list[Any], **kw: Any) -> dict[str, Any]:
@@ -49,7 +51,7 @@ def _err(layers: list[Any], **kw: Any) -> dict[str, Any]:
         _spec(layers, **kw)
     errs = ei.value.errors()
     assert len(errs) == 1
-    return errs[0]
+    return dict(errs[0])
 
 
 def test_kernel_larger_than_input_names_layer_and_shapes() -> None:
