@@ -20,12 +20,13 @@ step() { local name=$1 limit=$2; shift 2; echo "=== $name"; timeout "$limit" "$@
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv
 step info 60 $AB info --json
 step gpu-tests 150 python3 -m pytest -m gpu -q -p no:cacheprovider tests
-if $AB calibrate --help >/dev/null 2>&1; then step calibrate 120 $AB calibrate; fi
+step calibrate 150 $AB calibrate
+step evidence 200 python3 benchmarks/gpu_evidence.py --out "$OUT"
 step kernels ${KERNELS_LIMIT:-200} $AB run suites/kernels.yaml --out $RES/kernels
 step cnn ${CNN_LIMIT:-200} $AB run suites/cnn.yaml --out $RES/cnn
 if [ -f benchmarks/bench_train_vs_torch.py ]; then
   step train-vs-torch 120 python3 benchmarks/bench_train_vs_torch.py --device gpu --out "$OUT/train_vs_torch.json"
 fi
 tar czf "$OUT/runs.tgz" -C /tmp accelbench-results 2>/dev/null
-cat "$OUT"/*.log > "$OUT/all.log"; rm -f "$OUT"/{info,gpu-tests,calibrate,kernels,cnn,train-vs-torch}.log
+cat "$OUT"/*.log > "$OUT/all.log"; rm -f "$OUT"/{info,gpu-tests,calibrate,evidence,kernels,cnn,train-vs-torch}.log
 echo "=== done"; ls -la "$OUT"
