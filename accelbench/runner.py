@@ -133,6 +133,7 @@ def measure_case(case: Case, be: Backend, run_id: str, quick: bool = False,
     rec = skipped_record(case, be.name, run_id, "")
     rec.variant = case.cls.variant(case.params, be.name)
     policy: TimingPolicy = case.timing.quick() if quick else case.timing
+    rec.definition_hash = case.definition_hash(policy)  # a --quick run is not comparable to a full one
     reason = case.cls.unsupported(case.params, be.name)
     if reason:
         rec.message = reason

@@ -221,14 +221,15 @@ class Case:
         lab = f"[{self.label}]" if self.label else ""
         return f"{self.suite}/{self.workload}{lab}/{p}@{backend}"
 
-    def definition_hash(self) -> str:
-        """Changes when what the case computes or how it is timed changes (compare flags it)."""
+    def definition_hash(self, timing: TimingPolicy | None = None) -> str:
+        """Changes when what the case computes or how it is timed changes (compare flags it). ``timing``:
+        the policy actually used (e.g. the --quick one), when it differs from the suite's."""
         blob = json.dumps(
             {
                 "workload": self.workload,
                 "params": self.params_dict,
                 "definition": self.cls.definition(self.params),
-                "timing": self.timing.to_dict(),
+                "timing": (timing or self.timing).to_dict(),
                 "seed": self.seed,
             },
             sort_keys=True,

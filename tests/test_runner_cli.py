@@ -153,3 +153,12 @@ def test_ctrl_c_keeps_finished_cases(tmp_path: Path):
     assert run.status == "interrupted" and 1 <= len(cases) < 6
     assert all(c.status == "ok" for c in cases)
     assert b"Traceback" not in err
+
+
+def test_quick_runs_carry_a_different_definition_so_compare_does_not_gate_them(tmp_path: Path):
+    s = suite_file(tmp_path, "  - workload: t_scale\n")
+    assert invoke("run", s, "--out", tmp_path / "full").exit_code == 0
+    assert invoke("run", s, "--out", tmp_path / "quick", "--quick").exit_code == 0
+    assert invoke("run", s, "--out", tmp_path / "full2").exit_code == 0
+    h = {d: results.load(tmp_path / d)["record"][0]["definition_hash"] for d in ("full", "quick", "full2")}
+    assert h["full"] == h["full2"] != h["quick"]
