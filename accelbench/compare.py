@@ -65,8 +65,9 @@ from scipy import stats as _st
 from .errors import ResultsError, UsageError
 from .results import CaseRecord, RunRecord, Timing, read_run
 
-Verdict = Literal["slower", "faster", "unchanged", "inconclusive", "new", "missing", "failed"]
-VERDICTS: tuple[str, ...] = ("slower", "inconclusive", "failed", "missing", "new", "faster", "unchanged")
+Verdict = Literal["slower", "faster", "unchanged", "inconclusive", "new", "missing", "failed", "skipped"]
+VERDICTS: tuple[str, ...] = ("slower", "inconclusive", "failed", "missing", "new", "faster", "unchanged",
+                             "skipped")
 METRICS = ("median", "mean", "min")
 
 DEFAULT_THRESHOLD = 0.05
@@ -613,6 +614,9 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
         cc = CaseComparison(key=key, name=rec.name, workload=rec.workload, backend=rec.backend,
                             verdict="unchanged", threshold=case_threshold(rec, opts.threshold))
         results.append(cc)
+        if b is not None and n is not None and b.status == "skipped" and n.status == "skipped":
+            cc.verdict, cc.reason = "skipped", f"skipped on both sides: {n.message}"  # e.g. no GPU either time
+            continue
         if b is None or (b.status == "skipped" and n is not None and n.status != "skipped"):
             cc.verdict, cc.reason = "new", "not in base" if b is None else f"skipped in base: {b.message}"
             continue

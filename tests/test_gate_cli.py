@@ -166,3 +166,25 @@ def test_run_interleaved_remeasures_the_baseline_in_the_same_session(runs: dict[
 def test_interleave_needs_a_baseline(runs: dict[str, Path]):
     r = invoke("run", suite(runs["tmp"], "fast4", 0.001), "--out", runs["tmp"] / "x", "--interleave")
     assert r.exit_code == 2 and "--baseline" in r.output
+
+
+def test_cases_skipped_on_both_sides_are_skipped_not_missing(tmp_path):
+    """A GPU case skipped in both runs (no GPU either time) is neither missing nor a regression."""
+    from typer.testing import CliRunner
+
+    from accelbench.cli import app
+    from accelbench.compare import compare_runs, load_side
+
+    s = tmp_path / "s.yaml"
+    s.write_text("suite: t\ndefaults:\n  backends: [gpu, cpu]\n  timing: {min_samples: 3, min_time_s: 0.0, "
+                 "max_time_s: 0.05}\nbenchmarks:\n  - workload: t_scale\n")
+    r = CliRunner()
+    for d in ("a", "b"):
+        assert r.invoke(app, ["run", str(s), "--out", str(tmp_path / d)]).exit_code == 0
+    from accelbench import backends
+
+    if backends.gpu().available:
+        return  # with a GPU nothing is skipped; the CPU-only path below is what this test is about
+    c = compare_runs(load_side(str(tmp_path / "a")), load_side(str(tmp_path / "b")))
+    verdicts = {cc.backend: cc.verdict for cc in c.cases}
+    assert verdicts["gpu"] == "skipped" and c.counts()["missing"] == 0

@@ -45,7 +45,8 @@ STATIC = HERE / "static"
 
 BACKEND_COLOR = {"gpu": "#76b900", "cpu": "#1f77b4"}  # NVIDIA green for the GPU, plotly blue for the CPU
 VERDICT_COLOR = {"slower": "#d62728", "faster": "#2ca02c", "unchanged": "#7f7f7f", "inconclusive": "#ff9f1c",
-                 "new": "#1f77b4", "missing": "#9467bd", "failed": "#8c1c13"}
+                 "new": "#1f77b4", "missing": "#9467bd", "failed": "#8c1c13",
+                 "skipped": "#bbbbbb"}
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon", "triangle-down")
 # plotly's default qualitative colours (D3 category10), for series that are not a backend
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from ..compare import CaseComparison, Comparison, Speedup, fmt_change, fmt_time
 
 ICON = {"slower": "🔴", "inconclusive": "🟡", "failed": "❌", "missing": "⚪", "new": "🆕", "faster": "🟢",
-        "unchanged": "⚫"}
+        "unchanged": "⚫", "skipped": "⏭"}
 HEAD = ("", "case", "backend", "base", "new", "change", "CI", "verdict")
 
 
