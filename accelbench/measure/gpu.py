@@ -52,7 +52,7 @@ import numpy as np
 
 from ..results import Timing
 from .stats import rel_ci_halfwidth, summarize
-from .timing import TimingPolicy
+from .timing import TimingPolicy, limit_reached, minimums_met
 
 THROTTLE_THRESHOLD = 0.75  # fraction of the default SM clock under which a sample is discarded
 BLOCK_TIMEOUT_S = 2.0  # the blocking kernel gives up after this long (then the workload must be syncing)
@@ -103,12 +103,9 @@ def gpu_should_stop(samples: list[float], elapsed_s: float, policy: TimingPolicy
     time: a 5 us kernel would need 40 000 samples to accumulate 0.2 s of GPU time.
     """
     n = len(samples)
-    if n >= policy.max_samples:
-        return "max_samples"
-    if elapsed_s >= policy.max_time_s and n >= 1:
-        return "max_time"
-    if n < policy.min_samples or elapsed_s < policy.min_time_s:
-        return None
+    limit = limit_reached(n, elapsed_s, policy)
+    if limit or not minimums_met(n, elapsed_s, policy):
+        return limit
     if n >= 64 and n - state.last_check_n < 16:
         return None
     state.last_check_n = n

@@ -49,15 +49,25 @@ class TimingPolicy:
         return asdict(self)
 
 
-def should_stop(samples: list[float], elapsed_s: float, policy: TimingPolicy) -> str | None:
-    """The stopping rule, as a pure function: None to go on, else the reason recorded in the result."""
-    n = len(samples)
+def limit_reached(n: int, elapsed_s: float, policy: TimingPolicy) -> str | None:
+    """The hard limits every stopping rule obeys first (CPU and GPU alike)."""
     if n >= policy.max_samples:
         return "max_samples"
     if elapsed_s >= policy.max_time_s and n >= 1:
         return "max_time"
-    if n < policy.min_samples or elapsed_s < policy.min_time_s:
-        return None
+    return None
+
+
+def minimums_met(n: int, elapsed_s: float, policy: TimingPolicy) -> bool:
+    return n >= policy.min_samples and elapsed_s >= policy.min_time_s
+
+
+def should_stop(samples: list[float], elapsed_s: float, policy: TimingPolicy) -> str | None:
+    """The stopping rule, as a pure function: None to go on, else the reason recorded in the result."""
+    n = len(samples)
+    limit = limit_reached(n, elapsed_s, policy)
+    if limit or not minimums_met(n, elapsed_s, policy):
+        return limit
     if rel_ci_halfwidth(samples) <= policy.target_rel_ci:
         return "rel_ci<target"
     return None
