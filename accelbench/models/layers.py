@@ -243,17 +243,22 @@ def _pool_dims(h: int, w: int, k: int, s: int) -> tuple[int, int, int, int]:
     return oh, ow, s * (oh - 1) + 1, s * (ow - 1) + 1
 
 
-class MaxPool(Layer):
-    """Max over k x k windows. The gradient goes to the first maximum of each window (as in PyTorch),
-    tracked as the window offset of the winner so backward needs no search."""
-
-    kind = "maxpool"
+class _Pool(Layer):
+    """k x k windows with stride s (default: s = k, non-overlapping)."""
 
     def __init__(self, xp: Any, dtype: Any, in_shape: Shape, out_shape: Shape, scratch: Scratch, size: int,
                  stride: int | None) -> None:
         super().__init__(xp, dtype, in_shape, out_shape, scratch)
         self.k = size
         self.s = stride or size
+
+
+class MaxPool(_Pool):
+    """Max over k x k windows. The gradient goes to the first maximum of each window (as in PyTorch),
+    tracked as the window offset of the winner so backward needs no search."""
+
+    kind = "maxpool"
+
 
     def forward(self, x: Array, train: bool = True) -> Array:
         xp = self.xp
@@ -298,14 +303,9 @@ class MaxPool(Layer):
         return dx
 
 
-class AvgPool(Layer):
+class AvgPool(_Pool):
     kind = "avgpool"
 
-    def __init__(self, xp: Any, dtype: Any, in_shape: Shape, out_shape: Shape, scratch: Scratch, size: int,
-                 stride: int | None) -> None:
-        super().__init__(xp, dtype, in_shape, out_shape, scratch)
-        self.k = size
-        self.s = stride or size
 
     def forward(self, x: Array, train: bool = True) -> Array:
         n, c, h, w = x.shape

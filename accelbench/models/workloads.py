@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
@@ -177,6 +177,25 @@ REF_IMAGES = 32  # images checked in float64 per inference case
 
 
 class _ModelWorkload(Workload):
+    train: ClassVar[bool] = False  # True: one step is forward + backward + optimiser update
+
+    @classmethod
+    def work(cls, params: BaseParams) -> Work:
+        assert isinstance(params, ModelParams)
+        spec = params.spec
+        isz = np.dtype(params.dtype).itemsize
+        # training: forward + backward (input and weight gradients: two GEMMs per forward GEMM) ~ 3x
+        # forward; weights are read, their gradients written, and the optimiser reads/writes its state
+        flops_factor, weight_passes = (3, 4) if cls.train else (1, 1)
+        bytes_ = (params.batch * (math.prod(spec.input) + spec.classes) + weight_passes * _param_count(spec)) * isz
+        return Work(flops=float(flops_factor * spec.forward_flops() * params.batch), bytes=float(bytes_),
+                    items=float(params.batch), item_unit="images")
+
+    @classmethod
+    def memory_bytes(cls, params: BaseParams, backend: str) -> int:
+        assert isinstance(params, ModelParams)
+        return _model_memory(params.spec, params.batch, np.dtype(params.dtype).itemsize, train=cls.train)
+
     family = "model"
 
     @classmethod
@@ -218,19 +237,7 @@ class Inference(_ModelWorkload):
     description = "forward pass of a CNN at a batch size (inference mode); images/s and latency per batch"
     Params = StepParams
 
-    @classmethod
-    def work(cls, params: BaseParams) -> Work:
-        assert isinstance(params, ModelParams)
-        spec = params.spec
-        isz = np.dtype(params.dtype).itemsize
-        bytes_ = (params.batch * (math.prod(spec.input) + spec.classes) + _param_count(spec)) * isz
-        return Work(flops=float(spec.forward_flops() * params.batch), bytes=float(bytes_),
-                    items=float(params.batch), item_unit="images")
-
-    @classmethod
-    def memory_bytes(cls, params: BaseParams, backend: str) -> int:
-        assert isinstance(params, ModelParams)
-        return _model_memory(params.spec, params.batch, np.dtype(params.dtype).itemsize, train=False)
+    train = False
 
     def setup(self) -> None:
         p = self.p
@@ -284,20 +291,7 @@ class TrainStep(_ModelWorkload):
     description = "one training step of a CNN (forward, softmax cross-entropy, backward, optimiser update)"
     Params = TrainStepParams
 
-    @classmethod
-    def work(cls, params: BaseParams) -> Work:
-        assert isinstance(params, ModelParams)
-        spec = params.spec
-        isz = np.dtype(params.dtype).itemsize
-        # forward + backward (input and weight gradients: two GEMMs per forward GEMM) ~ 3x forward
-        bytes_ = (params.batch * (math.prod(spec.input) + spec.classes) + 4 * _param_count(spec)) * isz
-        return Work(flops=float(3 * spec.forward_flops() * params.batch), bytes=float(bytes_),
-                    items=float(params.batch), item_unit="images")
-
-    @classmethod
-    def memory_bytes(cls, params: BaseParams, backend: str) -> int:
-        assert isinstance(params, ModelParams)
-        return _model_memory(params.spec, params.batch, np.dtype(params.dtype).itemsize, train=True)
+    train = True
 
     def setup(self) -> None:
         p = self.p
