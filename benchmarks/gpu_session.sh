@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# One full GPU evidence pass, for a session lent a GPU through the device tool. Run from the repo root on
-# the device machine with the pydantic wheels carried in .whl (see README "GPU sessions"):
-#   bash benchmarks/gpu_session.sh            (writes everything under $OUT, prints a short table last)
-# Steps: environment, GPU-marked tests, calibrate, kernels + cnn suites on both backends, CuPy vs torch
-# train-step. Each step is time-boxed so one failing step does not eat the lease.
+# GPU evidence for a session lent a GPU through the device tool. Run from the repo root on the device machine,
+# with the pydantic wheels carried in .whl (see README "GPU sessions"):
+#   bash benchmarks/gpu_session.sh [STEP ...]      (default: every step, in this order)
+# Steps: info gpu-tests evidence calibrate kernels cnn train-vs-torch (and kernels-quick, cnn-quick for a
+# short pass). Each step is time-boxed (STEP_LIMIT_<name> overrides, seconds) so one failing step does not
+# eat the lease. Everything lands under $OUT as at most 8 files (the device tool's limit): all.log (every
+# step's output), evidence.json, train_vs_torch.json, bundle.tgz (fixtures/ and the result directories).
 set -u
 OUT=${OUT:-/tmp/accelbench-gpu-out}
 mkdir -p "$OUT"
@@ -15,18 +17,49 @@ else
 fi
 export PYTHONUNBUFFERED=1
 AB="python3 -m accelbench"
-RES=/tmp/accelbench-results
-step() { local name=$1 limit=$2; shift 2; echo "=== $name"; timeout "$limit" "$@" >"$OUT/$name.log" 2>&1; echo "rc=$?" | tee -a "$OUT/$name.log"; tail -n 25 "$OUT/$name.log"; }
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv
-step info 60 $AB info --json
-step gpu-tests 150 python3 -m pytest -m gpu -q -p no:cacheprovider tests
-step calibrate 150 $AB calibrate
-step evidence 200 python3 benchmarks/gpu_evidence.py --out "$OUT"
-step kernels ${KERNELS_LIMIT:-200} $AB run suites/kernels.yaml --out $RES/kernels
-step cnn ${CNN_LIMIT:-200} $AB run suites/cnn.yaml --out $RES/cnn
-if [ -f benchmarks/bench_train_vs_torch.py ]; then
-  step train-vs-torch 120 python3 benchmarks/bench_train_vs_torch.py --device gpu --out "$OUT/train_vs_torch.json"
-fi
-tar czf "$OUT/runs.tgz" -C /tmp accelbench-results 2>/dev/null
-cat "$OUT"/*.log > "$OUT/all.log"; rm -f "$OUT"/{info,gpu-tests,calibrate,evidence,kernels,cnn,train-vs-torch}.log
-echo "=== done"; ls -la "$OUT"
+WORK=/tmp/accelbench-gpu
+RES=$WORK/results
+mkdir -p "$WORK/fixtures" "$RES"
+LOG="$OUT/all.log"
+: >"$LOG"
+declare -A LIMIT=([info]=40 [gpu-tests]=150 [evidence]=170 [calibrate]=90 [kernels]=200 [cnn]=240
+                  [kernels-quick]=70 [cnn-quick]=100 [train-vs-torch]=110)
+SUMMARY=()
+step() {
+  local name=$1; shift
+  local var="STEP_LIMIT_${name//-/_}"; local limit=${!var:-${LIMIT[$name]}}
+  echo "=== $name (limit ${limit}s)" | tee -a "$LOG"
+  local t0=$SECONDS
+  timeout -k 5 "$limit" "$@" >>"$LOG" 2>&1
+  local rc=$?
+  echo "=== $name rc=$rc in $((SECONDS - t0))s" | tee -a "$LOG"
+  SUMMARY+=("$name rc=$rc $((SECONDS - t0))s")
+}
+run_step() {
+  case $1 in
+    info) step info $AB info --json ;;
+    gpu-tests) step gpu-tests python3 -m pytest -m gpu -q -p no:cacheprovider --timeout 90 tests ;;
+    evidence) step evidence python3 benchmarks/gpu_evidence.py --out "$WORK" ;;
+    calibrate) step calibrate $AB calibrate ;;
+    kernels) step kernels $AB run suites/kernels.yaml --out $RES/kernels ;;
+    cnn) step cnn $AB run suites/cnn.yaml --out $RES/cnn ;;
+    kernels-quick) step kernels-quick $AB run suites/kernels.yaml --quick --backend gpu --out $RES/kernels-quick ;;
+    cnn-quick) step cnn-quick $AB run suites/cnn.yaml --quick --backend gpu --out $RES/cnn-quick ;;
+    train-vs-torch) step train-vs-torch python3 benchmarks/bench_train_vs_torch.py --device gpu --rounds 3 \
+                      --min-time 1 --out "$WORK/train_vs_torch.json" ;;
+    *) echo "unknown step $1" | tee -a "$LOG" ;;
+  esac
+}
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv | tee -a "$LOG"
+STEPS=("$@")
+[ ${#STEPS[@]} -eq 0 ] && STEPS=(info gpu-tests evidence calibrate kernels cnn train-vs-torch)
+collect() {  # after every step, so a call cut off at its limit still brings back what finished
+  [ -f "$WORK/evidence.json" ] && cp "$WORK/evidence.json" "$OUT/"
+  [ -f "$WORK/train_vs_torch.json" ] && cp "$WORK/train_vs_torch.json" "$OUT/"
+  [ -f ~/.cache/accelbench/peaks.json ] && cp ~/.cache/accelbench/peaks.json "$WORK/peaks.json"
+  tar czf "$OUT/bundle.tgz.part" -C "$WORK" . 2>/dev/null && mv "$OUT/bundle.tgz.part" "$OUT/bundle.tgz"
+}
+for s in "${STEPS[@]}"; do run_step "$s"; collect; done
+echo "=== summary"; printf '%s\n' "${SUMMARY[@]}" | tee -a "$LOG"
+grep -E "^(=== evidence on|[a-z_0-9]+ +.*(us|GB/s|GFLOP|%))" "$LOG" | tail -n 20
+ls -la "$OUT"
