@@ -134,9 +134,14 @@ def _one_batch(b: int, spec: Any, rng: np.random.Generator, xp: Any, tdev: str, 
         net.train_step(xd, ohd)
 
     contenders: dict[str, Any] = {"accelbench": ours_step, "torch": torch_step}
+    graph_error = None
     if device == "gpu":
-        graph = CudaGraph(xp, ours_step)
-        contenders = {"accelbench": ours_step, "accelbench-graph": graph.launch, "torch": torch_step}
+        try:
+            graph = CudaGraph(xp, ours_step)
+            contenders = {"accelbench": ours_step, "accelbench-graph": graph.launch, "torch": torch_step}
+        except Exception as e:  # report it and still compare the eager step
+            graph_error = f"{type(e).__name__}: {e}"
+            print(f"batch {b}: CUDA graph capture failed: {graph_error}", flush=True)
     per: dict[str, list[float]] = {k: [] for k in contenders}
     for _ in range(rounds):
         for name, fn in contenders.items():
@@ -150,6 +155,8 @@ def _one_batch(b: int, spec: Any, rng: np.random.Generator, xp: Any, tdev: str, 
         "ratio_vs_torch": ratios,
         "first_step_loss": {"accelbench": ours_loss, "torch": theirs_loss},
     }
+    if graph_error:
+        out["graph_error"] = graph_error
     print(f"batch {b}: " + ", ".join(f"{k} {statistics.median(v):,.1f} img/s" for k, v in per.items())
           + "; " + ", ".join(f"{k}/torch {r:.2f}" for k, r in ratios.items()), flush=True)
     return out

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from ..ops.capture import capturable
 from ..results import Timing
 from .stats import rel_ci_halfwidth, summarize
 from .timing import TimingPolicy, limit_reached, minimums_met
@@ -371,6 +372,7 @@ def _cold(workload: Any, ctx: _Ctx, policy: TimingPolicy, counters: Any, use_blo
     i = 0
     while reason is None:
         i += 1
+        t_sample = time.perf_counter()
         _flush(ctx, i)
         held = False
         if blocker is not None:
@@ -392,6 +394,9 @@ def _cold(workload: Any, ctx: _Ctx, policy: TimingPolicy, counters: Any, use_blo
                          f"internally; sample discarded and cold samples taken without the blocking kernel "
                          f"(host launch time may leak into GPU time)")
             blocker = None
+            # the seconds spent waiting for the time-out are the harness's detection, not the case's
+            # measuring: they must not use up max_time_s (a 2 s wait would end a 0.4 s budget at 1 sample)
+            t_start += time.perf_counter() - t_sample
             continue
         mhz = blocker.clock_mhz() if held else None  # type: ignore[union-attr]
         if mhz is not None:
@@ -463,7 +468,7 @@ def _batch(copies: list[Any], ctx: _Ctx, policy: TimingPolicy, n: int, cold_medi
 def _capture(copies: list[Any], ctx: _Ctx) -> Any:
     """Capture one run of every copy into one CUDA graph; raise with the cause on failure."""
     stream = ctx.stream
-    with stream:
+    with stream, capturable(ctx.cp):  # CuPy refuses cuBLAS under capture; cuBLAS itself does not
         stream.begin_capture()
         try:
             for c in copies:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..ops.capture import capturable
 from . import layers as L
 from . import optim
 from .spec import ModelSpec
@@ -177,7 +178,8 @@ class CudaGraph:
     Temporaries that ``fn`` allocates come from a memory pool private to the graph (kept alive with it),
     so nothing allocated after capture can take the addresses the graph writes to. ``fn`` runs once
     eagerly on the capture stream first, so every buffer already exists and the capture itself needs no
-    cudaMalloc.
+    cudaMalloc. GEMMs go through :func:`accelbench.ops.capture.capturable` (warm-up and capture alike, so
+    both allocate the same buffers): CuPy itself refuses cuBLAS calls on a capturing stream.
     """
 
     def __init__(self, cp: Any, fn: Callable[[], Any]) -> None:
@@ -185,7 +187,7 @@ class CudaGraph:
         self.pool = cp.cuda.MemoryPool()
         self.stream = cp.cuda.Stream(non_blocking=True)
         cp.cuda.get_current_stream().synchronize()
-        with cp.cuda.using_allocator(self.pool.malloc), self.stream:
+        with cp.cuda.using_allocator(self.pool.malloc), self.stream, capturable(cp):
             fn()
             self.stream.synchronize()
             self.stream.begin_capture()
