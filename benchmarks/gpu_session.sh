@@ -15,7 +15,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 else
   export PYTHONPATH=.
 fi
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 COLUMNS=${COLUMNS:-200}  # rich tables in the log at full width
 AB="python3 -m accelbench"
 WORK=/tmp/accelbench-gpu
 RES=$WORK/results

@@ -199,7 +199,9 @@ def test_variant_records_what_runs() -> None:
     gemm = REGISTRY["gemm"]
     assert gemm.variant(gemm.Params(), "cpu")["math"] == "fp32"
     assert "no BLAS" in gemm.variant(gemm.Params(dtype="float16"), "cpu")["impl"]
-    assert REGISTRY["triad"].variant(REGISTRY["triad"].Params(), "gpu")["impl"].startswith("one fused")
+    triad = REGISTRY["triad"]
+    assert triad.variant(triad.Params(), "gpu")["impl"].startswith("vectorised RawKernel")
+    assert triad.variant(triad.Params(dtype="float64"), "gpu")["impl"].startswith("one fused")
 
 
 @pytest.mark.parametrize("name,params,msg", [
@@ -280,6 +282,9 @@ GPU_CASES: list[tuple[str, dict[str, Any]]] = [
     *CPU_CASES,
     ("gemm", {"m": 512, "n": 384, "k": 256, "math": "tf32"}),
     ("batched_gemm", {"batch": 4, "m": 64, "n": 96, "k": 128, "math": "tf32"}),
+    # the vectorised GPU triad's scalar tail: n not a multiple of its 4 (fp32) / 8 (fp16) vector width
+    ("triad", {"n": 4099, "dtype": "float32"}),
+    ("triad", {"n": 100_003, "dtype": "float16"}),
     ("memcpy_h2d", {"kib": 257, "host": "pinned"}),
     ("memcpy_h2d", {"kib": 257, "host": "pageable"}),
     ("memcpy_d2h", {"kib": 257, "host": "pinned"}),
