@@ -74,17 +74,22 @@ def time_steps(step: Any, sync: Any, min_time_s: float) -> tuple[float, int]:
                 return dt / n, n
 
 
-def bench(device: str, batches: list[int], rounds: int, min_time_s: float, torch_threads: int | None) -> dict[str, Any]:
+def bench(device: str, batches: list[int], rounds: int, min_time_s: float, torch_threads: int | None,
+          tf32: bool = False) -> dict[str, Any]:
     import torch
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
+    # like for like: accelbench's float32 is full fp32 (CuPy's default compute type), while PyTorch lets
+    # cuDNN convolutions use TF32 tensor cores by default; --tf32 allows it on the torch side
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     spec = classic_mnist()
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {"device": device, "batches": {}, "torch": torch.__version__,
                                "numpy": np.__version__, "torch_threads": torch.get_num_threads(),
                                "machine": platform.processor() or platform.machine(),
-                               "cpu_count": os.cpu_count()}
+                               "cpu_count": os.cpu_count(), "torch_tf32": tf32}
     if device == "gpu":
         import cupy as cp
 
@@ -185,6 +190,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds per batch")
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds per measurement block")
     ap.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--tf32", action="store_true", help="let torch use TF32 for float32 convs/matmuls (its cuDNN "
+                    "default); accelbench's float32 stays full fp32")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     a = ap.parse_args()
     try:
@@ -193,7 +200,7 @@ def main() -> int:
         print("PyTorch is not installed (pip install torch); it is only needed for this benchmark", file=sys.stderr)
         return 2
     batches = a.batch or ([64, 256] if a.device == "cpu" else [1, 16, 64, 256])
-    res = bench(a.device, batches, a.rounds, a.min_time, a.torch_threads)
+    res = bench(a.device, batches, a.rounds, a.min_time, a.torch_threads, a.tf32)
     ok = True
     if a.device == "cpu":
         worst = min(r["ratio_vs_torch"]["accelbench"] for r in res["batches"].values())

@@ -3,7 +3,7 @@
 # with the pydantic wheels carried in .whl (see README "GPU sessions"):
 #   bash benchmarks/gpu_session.sh [STEP ...]      (default: every step, in this order)
 # Steps: info gpu-tests evidence calibrate kernels cnn train-vs-torch (and kernels-quick, cnn-quick for a
-# short pass). Each step is time-boxed (STEP_LIMIT_<name> overrides, seconds) so one failing step does not
+# short pass; diag: per-parameter errors of the GPU train-step checks, benchmarks/gpu_diag_models.py). Each step is time-boxed (STEP_LIMIT_<name> overrides, seconds) so one failing step does not
 # eat the lease. Everything lands under $OUT as at most 8 files (the device tool's limit): all.log (every
 # step's output), evidence.json, train_vs_torch.json, bundle.tgz (fixtures/ and the result directories).
 set -u
@@ -23,7 +23,7 @@ mkdir -p "$WORK/fixtures" "$RES"
 LOG="$OUT/all.log"
 : >"$LOG"
 declare -A LIMIT=([info]=40 [gpu-tests]=150 [evidence]=170 [calibrate]=90 [kernels]=200 [cnn]=240
-                  [kernels-quick]=70 [cnn-quick]=100 [train-vs-torch]=110)
+                  [kernels-quick]=70 [cnn-quick]=100 [train-vs-torch]=110 [diag]=90)
 SUMMARY=()
 step() {
   local name=$1; shift
@@ -45,6 +45,7 @@ run_step() {
     cnn) step cnn $AB run suites/cnn.yaml --out $RES/cnn ;;
     kernels-quick) step kernels-quick $AB run suites/kernels.yaml --quick --backend gpu --out $RES/kernels-quick ;;
     cnn-quick) step cnn-quick $AB run suites/cnn.yaml --quick --backend gpu --out $RES/cnn-quick ;;
+    diag) step diag python3 benchmarks/gpu_diag_models.py ;;
     train-vs-torch) step train-vs-torch python3 benchmarks/bench_train_vs_torch.py --device gpu --rounds 3 \
                       --min-time 1 --out "$WORK/train_vs_torch.json" ;;
     *) echo "unknown step $1" | tee -a "$LOG" ;;

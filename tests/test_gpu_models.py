@@ -53,9 +53,9 @@ def test_gpu_network_matches_cpu_on_same_weights_and_inputs(model: str, batch: i
     spec = _spec(model)
     x, oh = _batch(spec, batch)
     gpu = Network(spec, cp, "float32", seed=3)
-    lg = float(gpu.forward_backward(cp.asarray(x), cp.asarray(oh)))
     cpu = Network(spec, np, "float32", seed=3)
-    cpu.set_weights(gpu.get_weights())
+    cpu.set_weights(gpu.get_weights())  # before the step: a training forward moves batchnorm's running stats
+    lg = float(gpu.forward_backward(cp.asarray(x), cp.asarray(oh)))
     for mine, theirs in zip(gpu.dropout_layers(), cpu.dropout_layers(), strict=True):  # same dropout masks
         mask = getattr(mine, "_mask", None)
         theirs.fixed_mask = None if mask is None else cp.asnumpy(mask)

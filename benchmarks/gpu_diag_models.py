@@ -1,0 +1,102 @@
+"""Where a GPU train step's first-step check fails: per-parameter errors against the float64 reference.
+
+    PYTHONPATH=. python3 benchmarks/gpu_diag_models.py            (on a GPU machine; prints a table)
+
+The second GPU session (2026-11-23) saw ``train_step model=mnist-residual batch=1`` fail its check on the GPU
+(gradient relative error 2.1e-3 against a tolerance of 1e-3, CPU float32: 5e-7) and every ``cuda_graph``
+train step at batch 1 fail with a gradient error of 1, while batch 16 and 64 passed. This drives the real
+workload (set-up, run, check, as the runner does) for those cases and for passing neighbours, and prints,
+per parameter, the relative error of the GPU gradient, of a CPU float32 step from the same weights, and of
+a CuPy step run eagerly inside the capturable-matmul context, each against the float64 step.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from accelbench import backends, suite  # noqa: E402
+from accelbench.models.network import Network  # noqa: E402
+from accelbench.ops.capture import capturable  # noqa: E402
+
+CNN = Path(__file__).resolve().parents[1] / "suites" / "cnn.yaml"
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def per_param(net: Any, ref: Network, xp: Any) -> list[tuple[str, float, float]]:
+    out = []
+    names = [f"{i}:{tuple(g.shape)}" for i, g in enumerate(ref.grads)]
+    for name, g, r in zip(names, net.grads, ref.grads, strict=True):
+        gh = g.get() if hasattr(g, "get") else np.asarray(g)
+        out.append((name, rel(gh.astype(np.float64), r), float(np.linalg.norm(r))))
+    return out
+
+
+def case(model: str, batch: int, graph: bool) -> None:
+    s = suite.load(CNN)
+    sel = [c for c, _ in s.select(["gpu"], "train_step")
+           if c.params.model == model and c.params.batch == batch and c.params.cuda_graph == graph
+           and c.params.optimizer == "sgd"]
+    if not sel:
+        print(f"-- {model} b{batch} graph={graph}: no such case in cnn.yaml")
+        return
+    c = sel[0]
+    be = backends.gpu()
+    cp = be.xp
+    wl = c.cls(c.params, be, seed=c.seed)
+    wl.setup()
+    wl.run()
+    be.synchronize()
+    chk = wl.check()
+    ref = wl.net.reference(wl.start_weights)
+    ref.forward_backward(wl.x_host.astype(np.float64), wl.onehot_host.astype(np.float64))
+    gpu_rows = per_param(wl.net, ref, cp)
+    # CPU float32 from the same weights and inputs
+    cpu = Network(wl.net.spec, np, "float32", wl.net.seed)
+    cpu.set_weights(wl.start_weights)
+    cpu.forward_backward(wl.x_host, wl.onehot_host)
+    cpu_rows = per_param(cpu, ref, np)
+    # CuPy eager, inside capturable (the ctypes GEMM path), from the same weights
+    g2 = Network(wl.net.spec, cp, "float32", wl.net.seed)
+    g2.set_weights(wl.start_weights)
+    with capturable(cp):
+        g2.forward_backward(cp.asarray(wl.x_host), cp.asarray(wl.onehot_host))
+    cap_rows = per_param(g2, ref, cp)
+    # CuPy eager, plain, from the same weights
+    g3 = Network(wl.net.spec, cp, "float32", wl.net.seed)
+    g3.set_weights(wl.start_weights)
+    g3.forward_backward(cp.asarray(wl.x_host), cp.asarray(wl.onehot_host))
+    plain_rows = per_param(g3, ref, cp)
+    print(f"-- {model} b{batch} graph={graph}: check {chk.to_dict()}")
+    print(f"   totals: workload {rel(wl.net.grads_host(), ref.grads_host()):.2e}  cpu32 "
+          f"{rel(cpu.grads_host(), ref.grads_host()):.2e}  cupy-capturable {rel(g2.grads_host(), ref.grads_host()):.2e}"
+          f"  cupy-plain {rel(g3.grads_host(), ref.grads_host()):.2e}")
+    print(f"   {'param':<22}{'workload':>10}{'cpu32':>10}{'capturable':>11}{'plain':>10}{'|ref|':>10}")
+    for (n, e, nr), (_, ec, _), (_, ea, _), (_, ep, _) in zip(gpu_rows, cpu_rows, cap_rows, plain_rows, strict=True):
+        flag = " <" if max(e, ea, ep) > 1e-4 else ""
+        print(f"   {n:<22}{e:>10.2e}{ec:>10.2e}{ea:>11.2e}{ep:>10.2e}{nr:>10.2e}{flag}")
+
+
+def main() -> None:
+    for model, batch, graph in [("mnist-residual", 1, False), ("mnist-residual", 64, False),
+                                ("mnist-classic", 1, True), ("mnist-classic", 16, True),
+                                ("mnist-classic", 1, False)]:
+        try:
+            case(model, batch, graph)
+        except Exception as e:  # one broken case must not hide the others
+            import traceback
+
+            traceback.print_exc()
+            print(f"-- {model} b{batch} graph={graph}: {type(e).__name__}: {e}")
+
+
+if __name__ == "__main__":
+    main()
