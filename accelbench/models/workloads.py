@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from ..errors import WorkloadError
+from ..ops import cpu_blas
 from ..workloads.base import (
     TOLERANCE,
     BaseParams,
@@ -215,6 +216,10 @@ class _ModelWorkload(Workload):
     @classmethod
     def variant(cls, params: BaseParams, backend: str) -> dict[str, Any]:
         out: dict[str, Any] = {"conv": "im2col+gemm (accelbench.ops.conv)"}
+        if backend == "cpu":  # see accelbench.models.layers: the CPU has its own conv algorithm and BLAS path
+            out["conv"] = ("stride 1: shifted gemm (accelbench.ops.conv_shift); otherwise im2col+gemm in "
+                           "chunks (accelbench.ops.conv)")
+            out["blas"] = cpu_blas.backend()
         if getattr(params, "cuda_graph", False):
             out["launch"] = "cuda-graph"
         return out

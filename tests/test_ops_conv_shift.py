@@ -1,0 +1,160 @@
+"""The CPU shifted-GEMM convolution (accelbench.ops.conv_shift), its in-place GEMM (accelbench.ops.cpu_blas)
+and the chunked CPU paths of the conv layer: against the direct loop convolution, the im2col convolution
+and central finite differences, in float64."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accelbench.models import layers as L
+from accelbench.models import spec as S
+from accelbench.ops import conv2d_backward, conv2d_forward, conv_geometry, cpu_blas
+from accelbench.ops.conv_shift import ShiftConv, supported
+from tests.test_models_gradcheck import _make, _x, check_layer
+from tests.test_ops_conv import direct_conv
+
+# (x shape, w shape, pad, images per chunk): "same" 3x3, no padding, even kernel, 5x5, 1x1, non-square
+# inputs, chunks that leave a remainder, one image per chunk, and the automatic chunk size.
+CASES = [
+    ((5, 3, 7, 6), (4, 3, 3, 3), 1, 2),
+    ((3, 2, 5, 5), (3, 2, 2, 2), 0, None),
+    ((4, 2, 6, 6), (2, 2, 5, 5), 2, 3),
+    ((7, 4, 6, 5), (3, 4, 1, 1), 0, 2),
+    ((2, 16, 9, 9), (8, 16, 3, 3), 1, 1),
+    ((3, 3, 5, 6), (4, 3, 3, 3), (0, 1), 2),
+]
+
+
+@pytest.mark.parametrize("xs,ws,pad,chunk", CASES)
+def test_shift_conv_matches_direct_and_im2col(xs, ws, pad, chunk) -> None:
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    g = conv_geometry(xs, ws, 1, pad)
+    sc = ShiftConv(g, np.float64, chunk)
+    if chunk is not None:
+        assert sc.nb == min(chunk, xs[0])
+    y = np.full(g.y_shape, np.nan)
+    sc.forward(x, w, b, y)
+    np.testing.assert_allclose(y, direct_conv(x, w, b, 1, pad), rtol=1e-12, atol=1e-12)
+
+    dy = rng.standard_normal(g.y_shape)
+    _, cols = conv2d_forward(x, w, b, 1, pad)
+    dx_ref, dw_ref, db_ref = conv2d_backward(dy, cols, w, xs, 1, pad)
+    dx, dw, db = np.full(xs, np.nan), np.full(ws, np.nan), np.full(ws[0], np.nan)
+    for _ in range(2):  # a second backward must not accumulate onto the first one's gradients
+        sc.backward(dy, x, w, dw, db, dx)
+        np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dw, dw_ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(db, db_ref, rtol=1e-12, atol=1e-12)
+    dw[...] = np.nan  # without dx and db (a first layer, no bias) dW is still complete
+    sc.backward(dy, x, w, dw, None, None)
+    np.testing.assert_allclose(dw, dw_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_shift_conv_float32_and_new_data_reuse_buffers() -> None:
+    rng = np.random.default_rng(1)
+    g = conv_geometry((6, 8, 10, 10), (5, 8, 3, 3), 1, 1)
+    sc = ShiftConv(g, np.float32, 4)
+    w = rng.standard_normal(g.w_shape).astype(np.float32)
+    y = np.empty(g.y_shape, np.float32)
+    for seed in (2, 3):  # the second batch must see no stale padding or grid rows from the first
+        x = np.random.default_rng(seed).standard_normal(g.x_shape).astype(np.float32)
+        sc.forward(x, w, None, y)
+        ref = direct_conv(x.astype(np.float64), w.astype(np.float64), None, 1, 1)
+        assert np.abs(y - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_supported_geometries() -> None:
+    assert supported(conv_geometry((2, 32, 8, 8), (4, 32, 3, 3), 1, 1), np.float32)
+    assert not supported(conv_geometry((2, 32, 8, 8), (4, 32, 3, 3), 2, 1), np.float32)  # strided
+    assert not supported(conv_geometry((2, 1, 8, 8), (4, 1, 3, 3), 1, 1), np.float32)  # 1 channel
+    assert not supported(conv_geometry((2, 32, 8, 8), (4, 32, 3, 3), 1, 1), np.float16)
+    with pytest.raises(ValueError):
+        ShiftConv(conv_geometry((2, 3, 8, 8), (4, 3, 3, 3), 2, 1), np.float64)
+
+
+def _layouts(rng: np.random.Generator, rows: int, cols: int, dt) -> list[np.ndarray]:
+    """One logical (rows x cols) matrix as C-contiguous, transposed view, row block and column block."""
+    out = [rng.standard_normal((rows, cols)).astype(dt)]
+    out.append(np.ascontiguousarray(rng.standard_normal((cols, rows)).astype(dt)).T)
+    out.append(rng.standard_normal((rows + 4, cols)).astype(dt)[2:2 + rows])
+    out.append(rng.standard_normal((rows, cols + 3)).astype(dt)[:, 1:1 + cols])
+    out.append(rng.standard_normal((rows, 2 * cols)).astype(dt)[:, ::2])  # no unit stride: copied
+    return out
+
+
+@pytest.mark.parametrize("use", ["numpy-openblas", "scipy-blas"])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_gemm_in_place_every_layout_and_beta(use: str, dt) -> None:
+    if use == "numpy-openblas" and cpu_blas.backend() != "numpy-openblas":
+        pytest.skip("this NumPy build bundles no OpenBLAS with a 64-bit cblas interface")
+    rng = np.random.default_rng(2)
+    m, k, n = 7, 5, 6
+    tol = 1e-5 if dt == np.float32 else 1e-12
+    for a in _layouts(rng, m, k, dt):
+        for b in _layouts(rng, k, n, dt):
+            c0 = rng.standard_normal((m, n)).astype(dt)
+            for beta in (0.0, 1.0, 0.5):
+                out = c0.copy()
+                res = cpu_blas.gemm(a, b, out, beta=beta, use=use)
+                assert res is out
+                ref = a.astype(np.float64) @ b.astype(np.float64) + beta * c0.astype(np.float64)
+                np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+    # a block of rows of a larger output (numpy-openblas writes it in place, nothing else)
+    if use == "numpy-openblas":
+        big = np.zeros((m + 3, n), dt)
+        a, b = rng.standard_normal((m, k)).astype(dt), rng.standard_normal((k, n)).astype(dt)
+        cpu_blas.gemm(a, b, big[1:1 + m], beta=1.0, use=use)
+        np.testing.assert_allclose(big[1:1 + m], a @ b, rtol=tol, atol=tol)
+        assert (big[0] == 0).all() and (big[1 + m:] == 0).all()
+
+
+def test_gemm_rejects_mismatches() -> None:
+    a, b = np.ones((3, 4)), np.ones((4, 2))
+    with pytest.raises(ValueError):
+        cpu_blas.gemm(a, b, np.empty((3, 3)))
+    with pytest.raises(TypeError):
+        cpu_blas.gemm(a.astype(np.float32), b, np.empty((3, 2)))
+    out = np.empty((3, 2), np.float32)
+    assert cpu_blas.matmul(np, a.astype(np.float32), b.astype(np.float32), out) is out
+    np.testing.assert_allclose(out, 4.0)
+
+
+@pytest.mark.parametrize("ls,in_shape", [
+    ({"kind": "conv", "out": 4, "kernel": 3, "pad": "same"}, (8, 6, 5)),  # shifted GEMMs
+    ({"kind": "conv", "out": 3, "kernel": 3, "stride": 2, "pad": 1}, (2, 7, 7)),  # im2col, chunked
+    ({"kind": "conv", "out": 3, "kernel": 3, "pad": "same"}, (1, 6, 6)),  # im2col (1 channel), chunked
+])
+def test_conv_layer_chunks_match_one_chunk_and_central_differences(ls, in_shape) -> None:
+    x = _x((5, *in_shape))
+    whole = _make(ls, in_shape)
+    chunked = _make(ls, in_shape)
+    assert isinstance(whole, L.Conv2D) and isinstance(chunked, L.Conv2D)
+    whole.chunk, chunked.chunk = 5, 2  # 2 + 2 + 1 images
+    y1 = np.array(whole.forward(x))
+    y2 = np.array(chunked.forward(x))
+    np.testing.assert_allclose(y2, y1, rtol=1e-12, atol=1e-12)
+    dy = _x(y1.shape, seed=3)
+    dx1 = np.array(whole.backward(dy))
+    g1 = [np.array(g) for g in whole.grads]
+    dx2 = np.array(chunked.backward(dy))
+    np.testing.assert_allclose(dx2, dx1, rtol=1e-12, atol=1e-12)
+    for a, b in zip(chunked.grads, g1, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    check_layer(chunked, x)
+
+
+def test_conv_layer_picks_shift_on_cpu_stride_1_only() -> None:
+    spec = S.ModelSpec.model_validate({"input": [8, 6, 6], "classes": 2, "layers": [
+        {"kind": "conv", "out": 4, "kernel": 3, "pad": "same"}, "flatten", {"kind": "dense", "out": 2}]})
+    from accelbench.models.network import Network
+
+    net = Network(spec, np, "float32", seed=0)
+    conv = net.layers[0]
+    assert isinstance(conv, L.Conv2D)
+    net.forward(np.zeros((3, 8, 6, 6), np.float32))
+    assert conv._use_shift
+    strided = _make({"kind": "conv", "out": 3, "kernel": 3, "stride": 2, "pad": 1}, (8, 7, 7))
+    strided.forward(_x((2, 8, 7, 7)))
+    assert not strided._use_shift  # type: ignore[attr-defined]
