@@ -444,7 +444,9 @@ class ReplayDevice:
     """A GpuDevice that plays back readings recorded on a real GPU (benchmarks/record_gpu_fixtures.py).
 
     ``polls`` are returned in order (the last one repeats); ``energy_mj`` and ``sm_clock_mhz`` step through
-    their recorded sequences; GPM windows return the recorded metric dicts in order.
+    their recorded sequences; GPM windows return the recorded metric dicts in order. ``clock_event_reasons``
+    (the masks the timer read when it discarded throttled samples) step through their recorded sequence
+    too; without one, the mask of the next poll is returned.
     """
 
     matched_by = "replay"
@@ -452,7 +454,8 @@ class ReplayDevice:
     def __init__(self, probe: dict[str, str], polls: list[dict[str, Any]], energy_mj: list[int] | None = None,
                  sm_clock_mhz: list[float] | None = None, gpm_windows: list[dict[str, float]] | None = None,
                  default_sm_clock_mhz: float | None = None, max_sm_clock_mhz: float | None = None,
-                 other_processes: list[dict[str, Any]] | None = None) -> None:
+                 other_processes: list[dict[str, Any]] | None = None,
+                 clock_event_reasons: list[int | None] | None = None) -> None:
         self._probe = dict(probe)
         self.caps: dict[str, str] = {}
         self._polls = list(polls)
@@ -462,7 +465,8 @@ class ReplayDevice:
         self._default = default_sm_clock_mhz
         self._max = max_sm_clock_mhz
         self._others = other_processes
-        self._i = self._e = self._c = self._g = 0
+        self._reasons = list(clock_event_reasons or [])
+        self._i = self._e = self._c = self._g = self._r = 0
         self.closed = False
 
     @classmethod
@@ -471,7 +475,7 @@ class ReplayDevice:
         return cls(probe=d["probe"], polls=d.get("polls", []), energy_mj=d.get("energy_mj"),
                    sm_clock_mhz=d.get("sm_clock_mhz"), gpm_windows=d.get("gpm_windows"),
                    default_sm_clock_mhz=d.get("default_sm_clock_mhz"), max_sm_clock_mhz=d.get("max_sm_clock_mhz"),
-                   other_processes=d.get("other_processes"))
+                   other_processes=d.get("other_processes"), clock_event_reasons=d.get("clock_event_reasons"))
 
     def probe(self) -> dict[str, str]:
         self.caps = dict(self._probe)
@@ -506,7 +510,13 @@ class ReplayDevice:
         return float(v)
 
     def clock_event_reasons(self) -> int | None:
-        if not self._ok("clock_event_reasons") or not self._polls:
+        if not self._ok("clock_event_reasons"):
+            return None
+        if self._reasons:  # what the timer itself read (recorded apart from the polls)
+            v = self._reasons[min(self._r, len(self._reasons) - 1)]
+            self._r += 1
+            return int(v) if v is not None else None
+        if not self._polls:
             return None
         v = self._polls[min(self._i, len(self._polls) - 1)].get("clock_event_reasons")
         return int(v) if v is not None else None
