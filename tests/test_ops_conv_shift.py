@@ -158,3 +158,24 @@ def test_conv_layer_picks_shift_on_cpu_stride_1_only() -> None:
     strided = _make({"kind": "conv", "out": 3, "kernel": 3, "stride": 2, "pad": 1}, (8, 7, 7))
     strided.forward(_x((2, 8, 7, 7)))
     assert not strided._use_shift  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("hw", [(6, 8), (5, 7)])  # even, and a leftover row and column
+def test_maxpool_2x2_pairwise_path_matches_first_maximum_reference(hw) -> None:
+    rng = np.random.default_rng(4)
+    h, w = hw
+    x = np.maximum(rng.integers(-2, 3, size=(3, 2, h, w)), 0).astype(np.float64)  # many ties, many zeros
+    layer = _make({"kind": "maxpool", "size": 2}, (2, h, w))
+    y = np.array(layer.forward(x))
+    dy = rng.standard_normal(y.shape)
+    dx = np.array(layer.backward(dy))
+    ref_y, ref_dx = np.zeros_like(y), np.zeros_like(x)
+    for n, c, i, j in np.ndindex(*y.shape):
+        win = x[n, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
+        a, b = divmod(int(np.argmax(win)), 2)  # argmax: first maximum in row-major order
+        ref_y[n, c, i, j] = win.max()
+        ref_dx[n, c, 2 * i + a, 2 * j + b] = dy[n, c, i, j]
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(dx, ref_dx)
+    dx2 = np.array(layer.backward(dy * 2))  # a second backward reuses the buffers without leftovers
+    np.testing.assert_array_equal(dx2, 2 * ref_dx)
