@@ -85,7 +85,67 @@ def case(model: str, batch: int, graph: bool) -> None:
         print(f"   {n:<22}{e:>10.2e}{ec:>10.2e}{ea:>11.2e}{ep:>10.2e}{nr:>10.2e}{flag}")
 
 
+def bn_detail(model: str = "mnist-residual", batch: int = 1) -> None:
+    """Inside the first residual block: batchnorm variances, ReLU masks and beta gradients per channel, GPU
+    and CPU float32 against float64, to see where the GPU's batch-1 gradient departs."""
+    from accelbench.models import layers as L
+
+    s = suite.load(CNN)
+    c = next(c for c, _ in s.select(["gpu"], "train_step") if c.params.model == model and c.params.batch == batch
+             and not c.params.cuda_graph and c.params.optimizer == "sgd")
+    be = backends.gpu()
+    wl = c.cls(c.params, be, seed=c.seed)
+    wl.setup()
+    nets = {"gpu": wl.net}
+    wl.run()
+    be.synchronize()
+    for name, xp, dt in (("cpu32", np, "float32"), ("f64", np, "float64")):
+        n = Network(wl.net.spec, xp, dt, wl.net.seed)
+        n.set_weights(wl.start_weights)
+        n.forward_backward(wl.x_host.astype(dt), wl.onehot_host.astype(dt))
+        nets[name] = n
+
+    def h(a: Any) -> np.ndarray:
+        return (a.get() if hasattr(a, "get") else np.asarray(a)).astype(np.float64)
+
+    def first_res(n: Any) -> Any:
+        return next(ly for ly in n.layers if isinstance(ly, L.Residual))
+
+    res = {k: first_res(n) for k, n in nets.items()}
+    bn = {k: r.main[1] for k, r in res.items()}
+    relu = {k: r.main[2] for k, r in res.items()}
+    var = {k: h(b._bufs["var"]).reshape(-1) for k, b in bn.items()}
+    print(f"-- {model} b{batch} first residual: BN var min {var['f64'].min():.3e} median {np.median(var['f64']):.3e}")
+    for k in ("gpu", "cpu32"):
+        mk, m64 = h(relu[k]._y) > 0, h(relu["f64"]._y) > 0
+        db = h(bn[k].grads[1]) - h(bn["f64"].grads[1])
+        worst = np.argsort(-np.abs(db))[:5]
+        print(f"   {k}: relu mask mismatches {int((mk != m64).sum())} of {mk.size}; "
+              f"var rel err max {np.max(np.abs(var[k] - var['f64']) / np.maximum(var['f64'], 1e-30)):.2e}")
+        for ch in worst:
+            y64 = h(relu["f64"]._y)[:, ch]
+            print(f"     ch {ch}: dbeta {h(bn[k].grads[1])[ch]:+.6e} vs f64 {h(bn['f64'].grads[1])[ch]:+.6e}; "
+                  f"var {var['f64'][ch]:.3e}; mask mismatches {int((mk[:, ch] != m64[:, ch]).sum())}; "
+                  f"relu>0 {int((y64 > 0).sum())}/{y64.size}")
+    for k in ("gpu", "cpu32"):  # forward: batchnorm's normalised input and the ReLU output
+        print(f"   forward {k} vs f64: xhat {rel(h(bn[k]._bufs['xhat']), h(bn['f64']._bufs['xhat'])):.2e}, relu out "
+              f"{rel(h(relu[k]._y), h(relu['f64']._y)):.2e}, BN dx "
+              f"{rel(h(bn[k]._bufs['dx']), h(bn['f64']._bufs['dx'])) if 'dx' in bn[k]._bufs else float('nan'):.2e}, "
+              f"dgamma {rel(h(bn[k].grads[0]), h(bn['f64'].grads[0])):.2e}, dbeta "
+              f"{rel(h(bn[k].grads[1]), h(bn['f64'].grads[1])):.2e}")
+    for k in ("gpu", "cpu32"):  # the gradient entering this batchnorm (from the ReLU above it)
+        d = {kk: h(r.main[2]._bufs["dx"]) for kk, r in res.items() if "dx" in r.main[2]._bufs}
+        if k in d and "f64" in d:
+            print(f"   dy into BN from ReLU, {k} vs f64: rel {rel(d[k], d['f64']):.2e}")
+
+
 def main() -> None:
+    try:
+        bn_detail()
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
     for model, batch, graph in [("mnist-residual", 1, False), ("mnist-residual", 64, False),
                                 ("mnist-classic", 1, True), ("mnist-classic", 16, True),
                                 ("mnist-classic", 1, False)]:

@@ -133,6 +133,27 @@ def test_adam_matches_textbook_over_steps() -> None:
     assert opt.steps == 7
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_optimizer_reset_in_place_repeats_the_first_step(name: str) -> None:
+    """reset() must restore the pre-step state in the same buffers (a captured CUDA graph holds them)."""
+    rng = np.random.default_rng(1)
+    w0, grad = rng.standard_normal(6), rng.standard_normal(6)
+    p, g = [w0.copy()], [grad.copy()]
+    opt = optim.make(name, p, g, np, lr=0.05, momentum=0.9)
+    state = [a for a in vars(opt).values() if isinstance(a, np.ndarray)] + \
+        [a for v in vars(opt).values() if isinstance(v, list) for a in v if isinstance(a, np.ndarray)]
+    ids = [id(a) for a in state]
+    opt.step()
+    first = p[0].copy()
+    for _ in range(3):
+        opt.step()
+    p[0][...] = w0
+    opt.reset()
+    opt.step()
+    np.testing.assert_allclose(p[0], first, rtol=0, atol=0)
+    assert ids == [id(a) for a in state]
+
+
 # ---------------------------------------------------------------- workloads
 
 

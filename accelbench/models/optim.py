@@ -24,6 +24,10 @@ class Optimizer:
     def step(self) -> None:
         raise NotImplementedError
 
+    def reset(self) -> None:
+        """Back to the state before the first step, in place (a captured CUDA graph holds the buffers)."""
+        raise NotImplementedError
+
 
 class SGD(Optimizer):
     """v = momentum * v + (g + weight_decay * p);  p -= lr * v  (PyTorch's formulation)."""
@@ -35,6 +39,10 @@ class SGD(Optimizer):
         self.weight_decay = float(weight_decay)
         self.velocity = [xp.zeros_like(p) for p in params]
         self.scratch = [xp.empty_like(p) for p in params]
+
+    def reset(self) -> None:
+        for v in self.velocity:
+            v.fill(0)
 
     def step(self) -> None:
         xp = self.xp
@@ -69,6 +77,12 @@ class Adam(Optimizer):
         self._c2 = xp.empty((), dtype="float64")
         self._lr_t = xp.empty((), dtype=dt)
         self._eps_t = xp.empty((), dtype=dt)
+
+    def reset(self) -> None:
+        for a in (*self.m, *self.v):
+            a.fill(0)
+        self.b1t.fill(1)
+        self.b2t.fill(1)
 
     @property
     def steps(self) -> int:

@@ -312,7 +312,14 @@ class TrainStep(_ModelWorkload):
         self.loss = None
         self.graph: CudaGraph | None = None
         if p.cuda_graph and self.backend.is_gpu:
+            before = self.net.get_weights()
             self.graph = CudaGraph(self.xp, self._step)  # runs one eager step before capturing
+            # That warm-up step moved the weights and the optimiser state. Put both back, in place (the graph
+            # holds their addresses), so the first replay is the same first step an eager run takes. Without
+            # this, check() judged the second step of a batch of 1, whose loss had already collapsed to 0:
+            # gradients of ~1e-45 compared by relative error (first GPU session: "gradient error 1").
+            self.net.set_weights(before)
+            self.net.optimizer.reset()
         # the weights the next run() starts from: check() recomputes that step in float64
         self.start_weights = self.net.get_weights()
 
