@@ -23,7 +23,7 @@ mkdir -p "$WORK/fixtures" "$RES"
 LOG="$OUT/all.log"
 : >"$LOG"
 declare -A LIMIT=([info]=40 [gpu-tests]=150 [evidence]=170 [calibrate]=90 [kernels]=200 [cnn]=240
-                  [kernels-quick]=70 [cnn-quick]=100 [train-vs-torch]=110 [diag]=90)
+                  [kernels-quick]=70 [cnn-quick]=100 [train-vs-torch]=110 [diag]=90 [cnn-gpu]=150)
 SUMMARY=()
 step() {
   local name=$1; shift
@@ -44,6 +44,7 @@ run_step() {
     kernels) step kernels $AB run suites/kernels.yaml --out $RES/kernels ;;
     cnn) step cnn $AB run suites/cnn.yaml --out $RES/cnn ;;
     kernels-quick) step kernels-quick $AB run suites/kernels.yaml --quick --backend gpu --out $RES/kernels-quick ;;
+    cnn-gpu) step cnn-gpu $AB run suites/cnn.yaml --backend gpu --out $RES/cnn-gpu ;;
     cnn-quick) step cnn-quick $AB run suites/cnn.yaml --quick --backend gpu --out $RES/cnn-quick ;;
     diag) step diag python3 benchmarks/gpu_diag_models.py ;;
     train-vs-torch) step train-vs-torch python3 benchmarks/bench_train_vs_torch.py --device gpu --rounds 3 \
