@@ -17,6 +17,7 @@ from accelbench import backends
 from accelbench.measure.counters import (
     MIN_WINDOW_S,
     CounterSampler,
+    EnergyEdges,
     ReplayDevice,
     energy_window,
     gpm_window,
@@ -199,6 +200,54 @@ def test_counter_window_energy_and_gpm_from_replayed_device() -> None:
     assert r["gpm_dram_bw_util_percent"] == 90.0
     assert r["model_gbps"] == pytest.approx(100 * 3 * 2**28 * 4 / 0.3 / 1e9)
     assert "absent" not in r
+
+
+def _stepping_counter(t: float, power_w: float = 500.0, period_s: float = 0.1, e0_mj: int = 7_000_000) -> int:
+    """An energy counter (mJ) that, like the H100's, only updates every ``period_s`` with the energy so far."""
+    return e0_mj + int(round(power_w * 1000 * period_s * math.floor(t / period_s)))
+
+
+def test_energy_between_counter_updates_is_exact_where_window_ends_are_not() -> None:
+    edges = EnergyEdges()
+    ts = np.arange(0.037, 0.40, 0.001)  # the steady loop reads the counter after each ~1 ms batch
+    for t in ts:
+        edges.feed(float(t), _stepping_counter(float(t)))
+    assert edges.aligned(0.25) and not edges.aligned(0.35)
+    t0, e0, t1, e1 = edges.span()  # type: ignore[misc]
+    assert (e1 - e0) / 1000 / (t1 - t0) == pytest.approx(500.0, rel=0.02)
+    # two plain readings at the window's ends: 0.2 s of energy over a 0.253 s window
+    naive = (_stepping_counter(0.29) - _stepping_counter(0.037)) / 1000 / (0.29 - 0.037)
+    assert abs(naive / 500.0 - 1) > 0.15
+    none = EnergyEdges()
+    none.feed(0.0, None)
+    none.feed(0.1, 5)
+    assert none.span() is None and not none.aligned()
+
+
+def test_counter_window_uses_the_span_between_updates_when_the_loop_ticks() -> None:
+    # counter readings: begin, 3 ticks unchanged, update (+40 J), 4 ticks, update (+40 J), 2 ticks, end
+    seq = [1_000_000] * 4 + [1_040_000] * 5 + [1_080_000] * 3 + [1_080_000]
+    dev = _replay(energy_mj=seq)
+    s = CounterSampler(interval_s=3600, device=dev)
+    s.start()
+    with s.case("triad", "gpu") as cc:
+        cc.window_begin()
+        for _ in range(len(seq) - 2):
+            time.sleep(0.02)
+            cc.energy_tick()
+        aligned = cc.energy_aligned(0.05)
+        cc.window_end(ops=1200, work={"bytes": 12, "items": 3, "flops": 2e9}, gpu_time_s=0.2)
+    s.stop()
+    r = cc.result()
+    assert aligned
+    assert r["energy_j"] == pytest.approx(40.0)  # from the first update to the second, not 80 J
+    assert "between energy-counter updates" in r["energy_alignment"]
+    # the operations in that span: the loop's rate over the whole window times the span
+    assert 0 < r["energy_ops"] < 1200
+    assert r["energy_j_per_op"] == pytest.approx(40.0 / r["energy_ops"])
+    assert r["gflop_per_j"] == pytest.approx(r["energy_ops"] * 2.0 / 40.0)
+    assert r["energy_avg_power_w"] == pytest.approx(40.0 / r["energy_window_s"])
+    assert 0.07 < r["energy_window_s"] < 0.2  # about 4 ticks of 20 ms
 
 
 def test_unsupported_queries_are_absent_and_said_once() -> None:

@@ -52,6 +52,7 @@ import numpy as np
 
 from ..ops.capture import capturable
 from ..results import Timing
+from .counters import EDGE_WAIT_S
 from .stats import rel_ci_halfwidth, summarize
 from .timing import TimingPolicy, limit_reached, minimums_met
 
@@ -537,7 +538,13 @@ def _steady_window(copies: list[Any], ctx: _Ctx, counters: Any, window_s: float,
         ops += n
         end.record(stream)
         end.synchronize()
-        if time.perf_counter() - t0 >= window_s:
+        tick = getattr(counters, "energy_tick", None)
+        if tick is not None:
+            tick()
+        el = time.perf_counter() - t0
+        # past the minimum, run on (up to EDGE_WAIT_S) until the energy counter has updated twice far enough
+        # apart, so energy comes from between two updates (see counters.EnergyEdges)
+        if el >= window_s and (tick is None or counters.energy_aligned(window_s) or el >= window_s + EDGE_WAIT_S):
             break
     gpu_s = cp.cuda.get_elapsed_time(start, end) * 1e-3
     counters.window_end(ops, work=work, gpu_time_s=gpu_s, note=f"steady loop: {ops} runs back to back")
