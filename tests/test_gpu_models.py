@@ -110,3 +110,33 @@ def test_cuda_graph_inference_equals_eager() -> None:
     g.launch()
     cp.cuda.get_current_stream().synchronize()
     np.testing.assert_allclose(cp.asnumpy(out["y"]), want, rtol=1e-6, atol=1e-6)
+
+
+def _train_cases() -> list[Any]:
+    s = suite.load(CNN)
+    out = []
+    for c, _ in s.select(["gpu"], "train_step"):
+        if c.params.batch > 64:
+            continue
+        marks = []
+        if c.params.model == "mnist-residual" and c.params.batch == 1 and not c.params.cuda_graph:
+            # open (docs/gpu-measurement.md, "Open"): the first residual block's inner batchnorm beta
+            # gradient is 1.7e-2 off on the GPU for this case's weights and batch; strict, so a fix shows
+            marks.append(pytest.mark.xfail(strict=True, reason="batch-1 residual GPU gradient gap, under study"))
+        out.append(pytest.param(c, id=c.case_id("gpu").split("/", 1)[1], marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("case", _train_cases())
+def test_every_cnn_train_step_case_passes_its_first_step_check_on_gpu(case: Any) -> None:
+    """What the runner does for each train_step case of suites/cnn.yaml (set-up, one run, check)."""
+    be = backends.gpu()
+    wl = case.cls(case.params, be, seed=case.seed)
+    wl.setup()
+    try:
+        wl.run()
+        be.synchronize()
+        chk = wl.check()
+        assert chk.passed, chk.message
+    finally:
+        wl.teardown()
