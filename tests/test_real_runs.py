@@ -1,0 +1,50 @@
+"""The report and compare code on a real GPU run (examples/runs/h100-cnn: cnn.yaml on an H100 and its host
+CPU), so CI exercises the GPU-vs-CPU paths with real numbers, not only with runs made on this CPU machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from accelbench import compare, results
+from accelbench.cli import app
+
+RUN = Path(__file__).resolve().parents[1] / "examples" / "runs" / "h100-cnn"
+
+
+def test_the_real_run_loads_with_both_backends_and_its_machine() -> None:
+    df = results.load(RUN)
+    assert set(df["backend"]) == {"gpu", "cpu"}
+    assert (df["gpu_name"].dropna() == "NVIDIA H100 80GB HBM3").all()
+    ok = df[df["status"] == "ok"]
+    assert ok["valid"].all()
+    assert len(df[df["status"] == "failed"]) == 3  # stated in examples/runs/README.md
+
+
+def test_speedups_are_cpu_over_gpu_medians_with_a_ci_around_them() -> None:
+    run = compare.load_side(RUN)
+    sp = compare.speedups(run)
+    df = results.load(RUN)
+    med = {(r.case_id.rsplit("@", 1)[0], r.backend): r.median_s for r in df.itertuples()}
+    assert len(sp) >= 15
+    for s in sp:
+        assert s.speedup == pytest.approx(med[(s.key, "cpu")] / med[(s.key, "gpu")], rel=1e-9)
+        assert s.ci_low <= s.speedup <= s.ci_high
+    # the GPU's advantage grows with the batch for the classic network's inference
+    inf = {int(k.split('"batch":')[1].split(",")[0]): s.speedup for s in sp for k in [s.key]
+           if k.startswith("cnn/inference/") and '"model":"mnist-classic"' in k and '"cuda_graph":false' in k}
+    batches = sorted(inf)
+    assert batches[0] == 1 and batches[-1] >= 256
+    assert np.all(np.diff([inf[b] for b in batches]) > 0)
+
+
+def test_report_of_the_real_run_names_the_gpu_and_lists_the_failures(tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    r = CliRunner().invoke(app, ["report", str(RUN), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    html = out.read_text()
+    assert "NVIDIA H100 80GB HBM3" in html
+    assert "FAILED VALIDATION" in html and "gradient relative error" in html
