@@ -55,15 +55,21 @@ class ShiftConv:
             raise ValueError(f"ShiftConv needs stride 1 and float32/float64, got {g} {dtype}")
         self.g = g
         self.dtype = np.dtype(dtype)
-        self.hp, self.wp = g.h + 2 * g.ph, g.w + 2 * g.pw
+        # Each image gets an (Hp, Wp) block of the grid, its pixels at row offset ph and column offset
+        # pw. Neighbouring images and rows share their zero borders: the bottom padding of an image is
+        # the top padding of the next, and a row's right padding is read, one position further, as the
+        # next row's left padding. So a block needs only max(p, 2p - k + 1) extra rows (columns), and
+        # it must hold the OH x OW outputs, whose origin is the block's: for 3x3 "same" that is 29 x 29
+        # per 28 x 28 image instead of 30 x 30 (7% instead of 15% of the GEMMs spent on border outputs).
+        self.hp = g.h + max(g.ph, 2 * g.ph - g.kh + 1)
+        self.wp = g.w + max(g.pw, 2 * g.pw - g.kw + 1)
         grid = self.hp * self.wp
         if chunk is None:
             chunk = CHUNK_BYTES // (max(g.c, g.f) * grid * self.dtype.itemsize)
         self.nb = max(1, min(g.n, chunk))
-        rows = self.nb * grid
-        # rows of the output grid that are computed: the last valid output's row + 1, so every shifted
-        # read (up to (KH-1)*Wp + KW-1 rows further) stays inside the chunk's grid
-        self.m = rows - (g.kh - 1) * self.wp - (g.kw - 1)
+        self.reach = (g.kh - 1) * self.wp + (g.kw - 1)  # furthest shifted read
+        # a zero tail past the last block for the last image's bottom border
+        rows = self.nb * grid + max(0, self._m(self.nb) + self.reach - self.nb * grid)
         self.offsets = [i * self.wp + j for i in range(g.kh) for j in range(g.kw)]
         dt = self.dtype
         self.xg = np.zeros((rows, g.c), dtype=dt)  # border stays zero: only the interior is written
@@ -80,6 +86,10 @@ class ShiftConv:
         bufs = (self.xg, self.yg, self.dyg, self.dxg, self.wf, self.wb, self.dwk)
         return sum(int(a.nbytes) for a in bufs) + (int(self.x3.nbytes) if self.x3 is not self.xg else 0)
 
+    def _m(self, r: int) -> int:
+        """Grid positions computed for a chunk of ``r`` images: up to the last valid output."""
+        return (r - 1) * self.hp * self.wp + (self.g.oh - 1) * self.wp + self.g.ow
+
     def chunks(self) -> list[tuple[int, int]]:
         return [(n0, min(self.g.n, n0 + self.nb)) for n0 in range(0, self.g.n, self.nb)]
 
@@ -90,14 +100,14 @@ class ShiftConv:
         """Copy a chunk (r, C, H, W) into the interior of the NHWC grid; returns (r, rows computed)."""
         g, r = self.g, x.shape[0]
         self._grid(self.xg, r)[:, g.ph:g.ph + g.h, g.pw:g.pw + g.w, :] = x.transpose(0, 2, 3, 1)
-        return r, r * self.hp * self.wp - (self.nb * self.hp * self.wp - self.m)
+        return r, self._m(r)
 
     def _neighbours(self, r: int) -> np.ndarray:
         """The chunk's grid rows with their KW-1 right neighbours side by side, (rows, KW*C)."""
         g = self.g
         if g.kw == 1:
             return self.xg
-        n = r * self.hp * self.wp - (g.kw - 1)
+        n = self._m(r) + (g.kh - 1) * self.wp  # the rows the weight-gradient GEMMs read
         it = self.xg.itemsize
         view = np.lib.stride_tricks.as_strided(self.xg, shape=(n, g.kw, g.c), strides=(g.c * it, g.c * it, it),
                                                writeable=False)
