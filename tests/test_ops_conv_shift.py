@@ -179,3 +179,51 @@ def test_maxpool_2x2_pairwise_path_matches_first_maximum_reference(hw) -> None:
     np.testing.assert_array_equal(dx, ref_dx)
     dx2 = np.array(layer.backward(dy * 2))  # a second backward reuses the buffers without leftovers
     np.testing.assert_array_equal(dx2, 2 * ref_dx)
+
+
+def _conv_relu_net(fused: bool):
+    from accelbench.models.network import Network
+
+    spec = S.ModelSpec.model_validate({"input": [8, 6, 6], "classes": 3, "layers": [
+        {"kind": "conv", "out": 8, "kernel": 3, "pad": "same"}, "relu",
+        {"kind": "conv", "out": 6, "kernel": 3, "pad": "same"}, "relu", {"kind": "maxpool", "size": 2},
+        "flatten", {"kind": "dense", "out": 3}]})
+    net = Network(spec, np, "float64", seed=2)
+    if not fused:
+        for ly in net.layers:
+            if isinstance(ly, L.Conv2D):
+                ly.fuse_relu = False
+    return net
+
+
+def test_conv_relu_fusion_matches_separate_layers_and_central_differences() -> None:
+    from accelbench.models.network import one_hot
+    from tests.test_models_gradcheck import _numeric, _rel, _sample
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 8, 6, 6))
+    oh = one_hot(rng.integers(0, 3, 5), 3, "float64")
+    fused, plain = _conv_relu_net(True), _conv_relu_net(False)
+    for net in (fused, plain):
+        for ly in net.layers:
+            if isinstance(ly, L.Conv2D):
+                ly.chunk = 2  # several chunks, one of them a remainder
+    lf, lp = float(fused.forward_backward(x, oh)), float(plain.forward_backward(x, oh))
+    relus = [ly for ly in fused.layers if isinstance(ly, L.ReLU)]
+    assert all(r._passthrough for r in relus) and not any(
+        r._passthrough for r in plain.layers if isinstance(r, L.ReLU))
+    assert abs(lf - lp) < 1e-12
+    np.testing.assert_allclose(fused.grads_host(), plain.grads_host(), rtol=1e-10, atol=1e-12)
+
+    def f() -> float:
+        loss, _ = fused.loss(fused.forward(x, True), oh)
+        return float(loss)
+
+    fused.forward_backward(x, oh)
+    grads = [np.array(g, copy=True) for g in fused.grads]
+    num, ana = [], []
+    for p, g in zip(fused.params, grads, strict=True):
+        idx = _sample(p.shape, rng, 8)
+        num.append(_numeric(f, p, idx))
+        ana.append(np.array([g[i] for i in idx]))
+    assert _rel(np.concatenate(num), np.concatenate(ana)) < 1e-6

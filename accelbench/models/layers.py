@@ -145,6 +145,11 @@ class Conv2D(Layer):
         self._nb = 0
         self._shift: conv_shift.ShiftConv | None = None  # CPU stride-1 convolution without im2col
         self._use_shift = False
+        # Set by the network when a ReLU layer follows: on the shifted-GEMM path this layer then
+        # rectifies its output chunk by chunk (in cache) and masks dy in backward, and the ReLU layer
+        # passes values through (see ReLU). ``relu_fused`` says whether the last forward did so.
+        self.fuse_relu = False
+        self.relu_fused = False
 
     @property
     def w(self) -> Array:
@@ -181,7 +186,9 @@ class Conv2D(Layer):
         if self._use_shift:
             if self._shift is None or self._shift.g != g:
                 self._shift = conv_shift.ShiftConv(g, self.dtype, self.chunk)
-            return self._shift.forward(x, self.w, b, y)
+            self.relu_fused = self.fuse_relu
+            return self._shift.forward(x, self.w, b, y, relu=self.relu_fused)
+        self.relu_fused = False
         keep = self._nb >= g.n  # one chunk: keep its columns for backward instead of rebuilding them
         w2 = self.w.reshape(g.f, g.ckk)
         for n0, n1, gc in self._chunks():
@@ -203,7 +210,8 @@ class Conv2D(Layer):
         dx = self.buf("dx", g.x_shape) if need_dx else None
         if self._use_shift:
             assert self._shift is not None
-            self._shift.backward(dy, self._x, self.w, self.grads[0], self.grads[1] if self.has_bias else None, dx)
+            self._shift.backward(dy, self._x, self.w, self.grads[0], self.grads[1] if self.has_bias else None, dx,
+                                 relu_y=self._bufs["y"] if self.relu_fused else None)
             return dx
         dw = self.grads[0].reshape(g.f, g.ckk)
         dw_part = self.buf("dw_part", (g.f, g.ckk)) if self._nb < g.n else None
@@ -257,7 +265,16 @@ class Conv2D(Layer):
 class ReLU(Layer):
     kind = "relu"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.after: Conv2D | None = None  # the convolution feeding this layer, when fused (Conv2D)
+        self._passthrough = False
+
     def forward(self, x: Array, train: bool = True) -> Array:
+        # the convolution already rectified x (and will mask the gradient): pass it on as it is
+        self._passthrough = self.after is not None and self.after.relu_fused
+        if self._passthrough:
+            return x
         y = self.buf("y", x.shape)
         self.xp.maximum(x, 0, out=y)
         self._y = y
@@ -266,6 +283,8 @@ class ReLU(Layer):
     def backward(self, dy: Array, need_dx: bool = True) -> Array | None:
         if not need_dx:
             return None
+        if self._passthrough:
+            return dy
         xp = self.xp
         mask = self.buf("mask", dy.shape, dtype=bool)
         xp.greater(self._y, 0, out=mask)

@@ -32,6 +32,11 @@ class Network:
         self.layers: list[L.Layer] = []
         for i, (ls, a, b) in enumerate(zip(spec.layers, spec.in_shapes(), spec.shapes, strict=True)):
             self.layers.append(L.build(ls, xp, self.dtype, a, b, self.scratch, rng, spec.init, seed + 7919 * (i + 1)))
+        for conv, relu in zip(self.layers, self.layers[1:], strict=False):
+            # conv -> relu: the CPU shifted-GEMM convolution applies the ReLU on its output in cache
+            if isinstance(conv, L.Conv2D) and type(relu) is L.ReLU:
+                conv.fuse_relu = True
+                relu.after = conv
         self.params: list[Array] = [p for ly in self.layers for p in ly.params]
         self.grads: list[Array] = [g for ly in self.layers for g in ly.grads]
         self._bufs: dict[str, Array] = {}

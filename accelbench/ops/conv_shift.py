@@ -80,6 +80,7 @@ class ShiftConv:
         self.wb = np.empty((g.kh * g.kw, g.f, g.c), dtype=dt)  # w[:, :, i, j]
         self.dwk = np.empty((g.kh * g.kw, g.c, g.f), dtype=dt)  # dW_ij accumulated over chunks
         self.x3 = np.empty((rows, g.kw * g.c), dtype=dt) if g.kw > 1 else self.xg
+        self.mask = np.empty((self.nb, g.f, g.oh, g.ow), dtype=bool)  # fused ReLU's mask of one chunk
 
     @property
     def nbytes(self) -> int:
@@ -114,8 +115,10 @@ class ShiftConv:
         self.x3[:n].reshape(n, g.kw, g.c)[...] = view
         return self.x3
 
-    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, out: np.ndarray) -> np.ndarray:
-        """``out`` (N, F, OH, OW) = conv(x, w) + b."""
+    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, out: np.ndarray,
+                relu: bool = False) -> np.ndarray:
+        """``out`` (N, F, OH, OW) = conv(x, w) + b, rectified (max(., 0)) when ``relu``: on a chunk of
+        the output that is still in cache, instead of another pass over the whole activation."""
         g = self.g
         self.wf[...] = w.transpose(2, 3, 1, 0).reshape(self.wf.shape)
         for n0, n1 in self.chunks():
@@ -128,19 +131,34 @@ class ShiftConv:
                 np.add(valid, b.reshape(1, g.f, 1, 1), out=out[n0:n1])
             else:
                 out[n0:n1] = valid
+            if relu:
+                np.maximum(out[n0:n1], 0, out=out[n0:n1])
         return out
 
     def backward(self, dy: np.ndarray, x: np.ndarray, w: np.ndarray, dw: np.ndarray,
-                 db: np.ndarray | None, dx: np.ndarray | None) -> None:
+                 db: np.ndarray | None, dx: np.ndarray | None, relu_y: np.ndarray | None = None) -> None:
         """Given dy (N, F, OH, OW) and the forward's input x, write dW into ``dw`` (shaped like w), dB
-        into ``db`` and dL/dx into ``dx`` (each skipped when None)."""
+        into ``db`` and dL/dx into ``dx`` (each skipped when None). ``relu_y``: the rectified output of
+        a ``relu=True`` forward; dy is then the gradient after the ReLU and is masked with ``relu_y > 0``
+        chunk by chunk as it is loaded."""
         g = self.g
         if dx is not None:
             self.wb[...] = w.transpose(2, 3, 0, 1).reshape(self.wb.shape)
         for ci, (n0, n1) in enumerate(self.chunks()):
             r, m = self._load_x(x[n0:n1])
-            self._grid(self.dyg, r)[:, :g.oh, :g.ow, :] = dy[n0:n1].transpose(0, 2, 3, 1)
+            dyv = self._grid(self.dyg, r)[:, :g.oh, :g.ow, :]
+            if relu_y is None:
+                dyv[...] = dy[n0:n1].transpose(0, 2, 3, 1)
+            else:
+                mask = self.mask[:r]
+                np.greater(relu_y[n0:n1], 0, out=mask)
+                np.multiply(dy[n0:n1].transpose(0, 2, 3, 1), mask.transpose(0, 2, 3, 1), out=dyv)
             beta = 0.0 if ci == 0 else 1.0
+            if db is not None:  # from the grid: the masked dy when the ReLU is fused
+                if ci == 0:
+                    self.dyg[:m].sum(axis=0, out=db)
+                else:
+                    db += self.dyg[:m].sum(axis=0)
             # dW_ij (C, F) += xg[off_ij:off_ij+m].T (C, m) @ dyg[:m] (m, F). A GEMM with a 64 x 64 output
             # and K = m runs at ~110 GFLOP/s here; stacking the KW taps of a kernel row makes the output
             # (KW*C) x F and the GEMM ~1.5x faster, for one in-cache copy of the grid's KW neighbours:
@@ -156,5 +174,3 @@ class ShiftConv:
                     gemm(self.dyg[:m], self.wb[k], self.dxg[off:off + m], beta=1.0)
                 dx[n0:n1] = self._grid(self.dxg, r)[:, g.ph:g.ph + g.h, g.pw:g.pw + g.w, :].transpose(0, 3, 1, 2)
         dw[...] = self.dwk.reshape(g.kh, g.kw, g.c, g.f).transpose(3, 2, 0, 1)
-        if db is not None:
-            dy.sum(axis=(0, 2, 3), out=db)
