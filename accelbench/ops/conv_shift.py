@@ -33,11 +33,13 @@ from .cpu_blas import _FLOATS, gemm
 
 __all__ = ["ShiftConv", "supported"]
 
-# Bytes of one chunk's padded activation grid (the larger of input and output channels). 1 MB chunks
-# (4 images of 64 channels at 30x30) were the fastest on the 2-core EPYC: the GEMMs' operands (and the
-# 3x wider neighbour copy of backward) stay in L2/L3 and each GEMM (3600 x 64 x 64) is still large
-# enough for OpenBLAS's two threads; the weight-gradient GEMMs slowed down by a third at 9 images.
-CHUNK_BYTES = 1 << 20
+# Bytes of one chunk's padded activation grid (the larger of input and output channels). On the quiet
+# 2-core EPYC 1 MB chunks (4 images of 64 channels at 29x29) were a few % faster than 4 MB ones (the
+# operands stay in L2), but every chunk costs 21 GEMM calls, each a fork/join of OpenBLAS's threads,
+# and when another process holds a core each join waits for a scheduler slice: with one busy process
+# beside it the batch-64 step took 604 ms at 1 MB, 519 ms at 2 MB, 480 ms at 4 MB (the whole-batch
+# im2col code: 478 ms). 4 MB keeps most of the cache benefit and is robust on a shared machine.
+CHUNK_BYTES = 4 << 20
 
 def supported(g: ConvGeometry, dtype: Any, min_channels: int = 8) -> bool:
     """Whether :class:`ShiftConv` handles this geometry: stride 1, a float type it has a GEMM for, and
