@@ -133,8 +133,9 @@ def bn_detail(model: str = "mnist-residual", batch: int = 1) -> None:
               f"{rel(h(bn[k]._bufs['dx']), h(bn['f64']._bufs['dx'])) if 'dx' in bn[k]._bufs else float('nan'):.2e}, "
               f"dgamma {rel(h(bn[k].grads[0]), h(bn['f64'].grads[0])):.2e}, dbeta "
               f"{rel(h(bn[k].grads[1]), h(bn['f64'].grads[1])):.2e}")
-    for k in ("gpu", "cpu32"):  # the gradient entering this batchnorm (from the ReLU above it)
-        d = {kk: h(r.main[2]._bufs["dx"]) for kk, r in res.items() if "dx" in r.main[2]._bufs}
+    # the gradient entering this batchnorm (from the ReLU above it)
+    d = {kk: h(r.main[2]._bufs["dx"]) for kk, r in res.items() if "dx" in r.main[2]._bufs}
+    for k in ("gpu", "cpu32"):
         if k in d and "f64" in d:
             print(f"   dy into BN from ReLU, {k} vs f64: rel {rel(d[k], d['f64']):.2e}")
 

@@ -38,7 +38,7 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _per_param(cpu: Network, gpu: Any, cp: Any) -> list[tuple[float, str]]:
-    names = [n for ly in cpu.flat_layers() for n in ly.param_names] if hasattr(cpu, "flat_layers") else []
+    names = [n for ly in cpu.flat_layers() for n in ly.param_names]
     out = []
     for i, (gc, gg) in enumerate(zip(cpu.grads, gpu.grads, strict=True)):
         name = names[i] if i < len(names) else f"param {i}"

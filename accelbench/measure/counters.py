@@ -289,12 +289,12 @@ class CaseCounters:
         win = t1 - t0
         edges, self._edges = self._edges, None
         sp = edges.span() if edges is not None else None
-        if sp is not None and sp[2] > sp[0] and win > 0:
+        if edges is not None and sp is not None and sp[2] > sp[0] and win > 0:
             # energy between two counter updates, for the operations the loop ran in that span (its rate
             # over the whole window times the span)
             ta, ea, tb, eb = sp
             out = energy_window(ea, eb, tb - ta, ops * (tb - ta) / win, work, min_window_s=0.0)
-            out["energy_alignment"] = f"between energy-counter updates ({len(edges.edges)} seen)"  # type: ignore[union-attr]
+            out["energy_alignment"] = f"between energy-counter updates ({len(edges.edges)} seen)"
         else:
             out = energy_window(e0, e1, win, ops, work)
             if "energy_j" in out:

@@ -527,6 +527,7 @@ def _steady_window(copies: list[Any], ctx: _Ctx, counters: Any, window_s: float,
     start, end = cp.cuda.Event(), cp.cuda.Event()
     k = len(copies)
     ops = 0
+    tick = getattr(counters, "energy_tick", None)
     counters.window_begin()
     t0 = time.perf_counter()
     start.record(stream)
@@ -538,7 +539,6 @@ def _steady_window(copies: list[Any], ctx: _Ctx, counters: Any, window_s: float,
         ops += n
         end.record(stream)
         end.synchronize()
-        tick = getattr(counters, "energy_tick", None)
         if tick is not None:
             tick()
         el = time.perf_counter() - t0

@@ -232,6 +232,18 @@ class _ModelWorkload(Workload):
     def tolerance(self) -> float:
         return TOLERANCE.get(str(self.p.dtype), 1e-4)  # type: ignore[attr-defined]
 
+    graph: CudaGraph | None = None
+
+    def _step(self) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        """One step: a replay of the captured graph (``cuda_graph: true`` on the GPU), else the step itself."""
+        if self.graph is not None:
+            self.graph.launch()
+        else:
+            self._step()
+
 
 # ---------------------------------------------------------------- inference
 
@@ -252,18 +264,12 @@ class Inference(_ModelWorkload):
         self.x_host = x
         self.x = self.xp.asarray(x)
         self.out = None
-        self.graph: CudaGraph | None = None
+        self.graph = None
         if p.cuda_graph and self.backend.is_gpu:
             self.graph = CudaGraph(self.xp, self._step)
 
     def _step(self) -> None:
         self.out = self.net.forward(self.x, train=False)
-
-    def run(self) -> None:
-        if self.graph is not None:
-            self.graph.launch()
-        else:
-            self._step()
 
     def output(self) -> Any:
         return self.out
@@ -303,14 +309,14 @@ class TrainStep(_ModelWorkload):
         assert isinstance(p, TrainStepParams)
         spec = p.spec
         self.net = self._build()
-        self.net.set_optimizer(p.optimizer, p.lr, p.momentum)
+        opt = self.net.set_optimizer(p.optimizer, p.lr, p.momentum)
         x, y = load_data(p, p.batch, self.seed)
         self.x_host = x
         self.onehot_host = one_hot(y, spec.classes, p.dtype)
         self.x = self.xp.asarray(x)
         self.onehot = self.xp.asarray(self.onehot_host)
         self.loss = None
-        self.graph: CudaGraph | None = None
+        self.graph = None
         if p.cuda_graph and self.backend.is_gpu:
             before = self.net.get_weights()
             self.graph = CudaGraph(self.xp, self._step)  # runs one eager step before capturing
@@ -319,18 +325,12 @@ class TrainStep(_ModelWorkload):
             # this, check() judged the second step of a batch of 1, whose loss had already collapsed to 0:
             # gradients of ~1e-45 compared by relative error (first GPU session: "gradient error 1").
             self.net.set_weights(before)
-            self.net.optimizer.reset()
+            opt.reset()
         # the weights the next run() starts from: check() recomputes that step in float64
         self.start_weights = self.net.get_weights()
 
     def _step(self) -> None:
         self.loss = self.net.train_step(self.x, self.onehot)
-
-    def run(self) -> None:
-        if self.graph is not None:
-            self.graph.launch()
-        else:
-            self._step()
 
     def output(self) -> Any:
         return self.loss

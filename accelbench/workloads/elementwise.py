@@ -103,13 +103,12 @@ class _VecTriad:
         self.width = 4 if dtype == "float32" else 8
         name = "accelbench_triad_f32x4" if dtype == "float32" else "accelbench_triad_f16x8"
         self.kernel = cupy.RawModule(code=_TRIAD_VEC_SRC, options=("--std=c++14",)).get_function(name)
-        self.np = np
 
     def __call__(self, b: Any, c: Any, s: Any, a: Any) -> None:
         n = a.size
         threads = max(n // self.width, self.width)
         blocks = (threads + _TRIAD_BLOCK - 1) // _TRIAD_BLOCK
-        self.kernel((blocks,), (_TRIAD_BLOCK,), (b, c, self.np.float32(s), a, self.np.int64(n)))
+        self.kernel((blocks,), (_TRIAD_BLOCK,), (b, c, np.float32(s), a, np.int64(n)))
 
 
 def _aligned(*arrays: Any) -> bool:
