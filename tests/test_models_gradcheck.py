@@ -108,11 +108,53 @@ def test_dropout_gradient_with_fixed_mask() -> None:
     assert isinstance(layer, L.Dropout)
     x = _x((2, 4, 3, 3))
     layer.forward(x, True)
-    layer.fixed_mask = np.array(layer._mask, copy=True)  # replay one mask so the loss is a function of x
-    assert 0 < np.mean(layer.fixed_mask == 0) < 1
+    layer.follow = layer.decision()  # replay one mask so the loss is a function of x
+    assert 0 < np.mean(layer.follow == 0) < 1
     check_layer(layer, x)
     # inference is the identity
     assert np.array_equal(layer.forward(x, train=False), x)
+
+
+@pytest.mark.parametrize("ls,in_shape", [
+    ("relu", (3, 4, 4)),
+    ({"kind": "maxpool", "size": 2}, (2, 6, 6)),  # the pairwise path
+    ({"kind": "maxpool", "size": 2}, (2, 5, 5)),
+    ({"kind": "maxpool", "size": 3, "stride": 2}, (2, 7, 7)),  # the general (offset) path
+])
+def test_a_layer_follows_another_layers_choices(ls: Any, in_shape: tuple[int, ...]) -> None:
+    """``follow`` replays another forward's ReLU / max-pool choices (what a training step's float64
+    reference does with the device's): the same choices change nothing; one flipped choice is taken, its
+    distance from the switch point is reported, and with the choices fixed the gradient is exact."""
+    x = _x((2, *in_shape), seed=4)
+    rms = float(np.sqrt(np.mean(x ** 2)))
+    leader, follower = _make(ls, in_shape), _make(ls, in_shape)
+    y = np.array(leader.forward(x, True), copy=True)
+    dy = _x(y.shape, seed=5)
+    dx = np.array(leader.backward(dy), copy=True)
+    follower.follow = leader.decision()
+    assert np.array_equal(follower.forward(x, True), y)
+    assert np.array_equal(follower.backward(dy), dx)
+    assert follower.kinks == (0, 0.0)
+
+    d = leader.decision()
+    w = x[0, 0, :3, :3]
+    if ls == "relu":
+        d[0, 0, 0, 0] = not d[0, 0, 0, 0]
+        taken, gap = x[0, 0, 0, 0] if d[0, 0, 0, 0] else 0.0, abs(x[0, 0, 0, 0])
+    elif in_shape[-1] != 7:  # pairwise: the other row of the first window
+        selw, selh = d
+        top, bottom = w[0, :2].max(), w[1, :2].max()
+        selh[0, 0, 0, 0] = not selh[0, 0, 0, 0]
+        taken, gap = min(top, bottom), abs(bottom - top)
+    else:  # offsets: the next element of the first 3x3 window
+        o = (int(d[0, 0, 0, 0]) + 1) % 9
+        d[0, 0, 0, 0] = o
+        taken, gap = w.ravel()[o], w.max() - w.ravel()[o]
+    follower.follow = d
+    yf = follower.forward(x, True)
+    assert yf[0, 0, 0, 0] == taken
+    assert follower.kinks[0] == 1 and follower.kinks[1] == pytest.approx(gap / rms)
+    check_layer(follower, x)  # with the choices fixed, backward is the exact gradient of what forward did
 
 
 def test_batchnorm_inference_uses_running_statistics() -> None:

@@ -198,6 +198,60 @@ def test_train_step_checks_first_step_gradients_and_learns_a_fixed_batch() -> No
     assert not wl2.check().passed
 
 
+def _residual_b1() -> TrainStep:
+    """cnn.yaml's ``train_step model=mnist-residual batch=1`` (sgd), set up on the CPU as the runner does."""
+    from accelbench import suite
+
+    s = suite.load(REPO / "suites" / "cnn.yaml")
+    c = next(c for c, _ in s.select(["cpu"], "train_step") if c.params.model == "mnist-residual"
+             and c.params.batch == 1 and not c.params.cuda_graph and c.params.optimizer == "sgd")
+    wl = c.cls(c.params, backends.cpu(), seed=c.seed)
+    wl.setup()
+    assert isinstance(wl, TrainStep)
+    return wl
+
+
+def _first_block_preactivation(wl: TrainStep) -> tuple[Any, np.ndarray]:
+    """The first residual block's inner ReLU in the workload's network, and its input in float64."""
+    from accelbench.models import layers as L
+
+    ref = wl.net.reference(wl.start_weights)
+    ref.forward(wl.x_host.astype(np.float64), train=True)
+    res = [next(ly for ly in n.layers if isinstance(ly, L.Residual)) for n in (wl.net, ref)]
+    return res[0].main[2], np.array(res[1].main[1]._bufs["y"])  # ReLU after the block's first batchnorm
+
+
+@pytest.mark.parametrize("where", ["nearest", "farthest"])
+def test_train_step_check_follows_a_device_choice_at_a_kink_but_not_a_wrong_one(where: str) -> None:
+    """On an H100 this case failed its check (gradient error 2.1e-3 > 1e-3; CPU: 6e-7): one unit of the
+    first residual block sits at -2.0e-8 in float64, float32 on the GPU rounded it positive, and the ReLU
+    let its gradient through, moving that channel's batchnorm beta gradient by 1.7e-2. Here the CPU step
+    makes the same choice (its ReLU follows a mask with that unit flipped), as the GPU's rounding did."""
+    wl = _residual_b1()
+    relu, pre = _first_block_preactivation(wl)
+    a = np.abs(pre).ravel()
+    i = int(np.argmin(a)) if where == "nearest" else int(np.argmax(a))
+    mask = pre > 0
+    mask.ravel()[i] = not mask.ravel()[i]
+    relu.follow = mask
+    wl.run()
+    chk = wl.check()
+    if where == "nearest":
+        assert a[i] < 1e-6  # the unit within float32 rounding of the kink
+        assert chk.passed, chk.message
+        assert "following the device at 1 ReLU/max-pool choice" in chk.reference
+        # a reference that decides for itself takes the other branch, and the gradients part by more than
+        # the tolerance: what the GPU check saw before
+        own = wl.net.reference(wl.start_weights)
+        own.forward_backward(wl.x_host.astype(np.float64), wl.onehot_host.astype(np.float64))
+        err = float(np.linalg.norm(wl.net.grads_host() - own.grads_host()) / np.linalg.norm(own.grads_host()))
+        assert chk.rel_error is not None and chk.tolerance is not None
+        assert err > chk.tolerance > 100 * chk.rel_error
+    else:
+        assert a[i] > 1.0
+        assert not chk.passed and "forward pass is off" in chk.message
+
+
 def test_synthetic_and_digits_batches_for_throughput_cases() -> None:
     p = TrainStepParams.model_validate({"model": "small", "batch": 3, "data": "digits"}, context=CTX)
     wl = TrainStep(p, backends.cpu(), seed=0)

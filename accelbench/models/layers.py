@@ -10,6 +10,14 @@ convolutions with a few input channels or more use the shifted-GEMM algorithm of
 chunks of images; every CPU GEMM goes through :func:`accelbench.ops.cpu_blas.matmul` (NumPy's own
 BLAS, so one thread pool). The GPU path is unchanged: whole-batch im2col + one ``cupy.matmul``.
 
+ReLU, max pooling and dropout make choices in forward (which units pass, which element of a window wins,
+which units drop). ``decision()`` hands a layer's last choices to the host, and a layer whose ``follow``
+is set makes those choices instead of its own: the float64 reference of a training step follows the
+device's choices, so that an fp32 rounding that lands a pre-activation on the other side of 0 (a kink,
+where the gradient jumps) is not mistaken for a wrong gradient. ``kinks`` records how many choices the
+follower would have made otherwise and how far from the switch point they were, so a forward pass that
+is really wrong still fails (see :meth:`Network.reference`).
+
 Hot paths write into buffers that each layer keeps per shape (``out=`` everywhere), so after the first
 step a training step allocates almost nothing: cheaper on the CPU (no page faults on fresh large arrays)
 and friendly to CUDA-graph capture on the GPU (no host synchronisation and stable addresses).
@@ -93,6 +101,29 @@ class Layer:
 
     def sublayers(self) -> list[Layer]:
         return [self]
+
+    # ---- choices made in forward (see the module docstring) ----
+    follow: Any = None  # host arrays from another network's decision(): make its choices
+    kinks: tuple[int, float] = (0, 0.0)  # (choices that differed from our own, largest distance / RMS)
+
+    def decision(self) -> Any:
+        """Host copy of the choices the last forward made; None for layers without choices."""
+        return None
+
+
+def _host(xp: Any, a: Array) -> np.ndarray:
+    return np.array(a) if xp is np else xp.asnumpy(a)
+
+
+def _kinks(xp: Any, differ: Array, gap: Array, scale: Array) -> tuple[int, float]:
+    """How many choices ``differ``, and the largest ``gap`` (distance from the switch point) among them,
+    relative to the RMS of ``scale`` (the layer's input)."""
+    n = int(differ.sum())
+    if n == 0:
+        return 0, 0.0
+    rms = float(xp.sqrt(xp.mean(xp.square(scale, dtype=np.float64))))
+    worst = float(xp.abs(gap[differ]).max())
+    return n, worst / rms if rms > 0 else math.inf
 
 
 def _init_weight(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int, init: str) -> np.ndarray:
@@ -269,14 +300,25 @@ class ReLU(Layer):
         super().__init__(*args, **kwargs)
         self.after: Conv2D | None = None  # the convolution feeding this layer, when fused (Conv2D)
         self._passthrough = False
+        self._y: Array = None
+        self._followed: Array = None  # the mask of the last forward, when it followed another network
 
     def forward(self, x: Array, train: bool = True) -> Array:
+        self._followed = None
         # the convolution already rectified x (and will mask the gradient): pass it on as it is
         self._passthrough = self.after is not None and self.after.relu_fused
         if self._passthrough:
+            self._y = x
             return x
+        xp = self.xp
         y = self.buf("y", x.shape)
-        self.xp.maximum(x, 0, out=y)
+        if self.follow is not None:
+            mask = xp.asarray(self.follow)
+            self.kinks = _kinks(xp, (x > 0) != mask, x, x)  # distance from the kink: x itself
+            xp.multiply(x, mask, out=y)  # may keep a tiny negative x the other network saw as positive
+            self._followed = mask
+        else:
+            xp.maximum(x, 0, out=y)
         self._y = y
         return y
 
@@ -286,11 +328,19 @@ class ReLU(Layer):
         if self._passthrough:
             return dy
         xp = self.xp
-        mask = self.buf("mask", dy.shape, dtype=bool)
-        xp.greater(self._y, 0, out=mask)
+        if self._followed is not None:
+            mask = self._followed
+        else:
+            mask = self.buf("mask", dy.shape, dtype=bool)
+            xp.greater(self._y, 0, out=mask)
         dx = self.buf("dx", dy.shape)
         xp.multiply(dy, mask, out=dx)
         return dx
+
+    def decision(self) -> Any:
+        if self._y is None:
+            return None
+        return _host(self.xp, self._followed if self._followed is not None else self._y > 0)
 
 
 class Dropout(Layer):
@@ -303,7 +353,6 @@ class Dropout(Layer):
         super().__init__(xp, dtype, in_shape, out_shape, scratch)
         self.rate = rate
         self._rs = xp.random.RandomState(seed)
-        self.fixed_mask: Array = None  # set by a reference network to replay another network's mask
         self._mask: Array = None
 
     def forward(self, x: Array, train: bool = True) -> Array:
@@ -312,8 +361,8 @@ class Dropout(Layer):
             return x
         xp = self.xp
         mask = self.buf("mask", x.shape)
-        if self.fixed_mask is not None:
-            mask[...] = xp.asarray(self.fixed_mask)
+        if self.follow is not None:  # another network's mask (already scaled by 1/(1-rate))
+            mask[...] = xp.asarray(self.follow)
         else:
             u = self._rs.random_sample(x.shape)
             mask[...] = u >= self.rate
@@ -331,6 +380,9 @@ class Dropout(Layer):
         dx = self.buf("dx", dy.shape)
         self.xp.multiply(dy, self._mask, out=dx)
         return dx
+
+    def decision(self) -> Any:
+        return None if self._mask is None else _host(self.xp, self._mask)
 
 
 class Flatten(Layer):
@@ -388,10 +440,24 @@ class MaxPool(_Pool):
             selh = self.buf("selh", (n, c, oh, ow), dtype=bool)  # lower row of the window won
             left, right = x[:, :, :h2, 0:w2:2], x[:, :, :h2, 1:w2:2]
             xp.greater(right, left, out=selw)
-            xp.maximum(left, right, out=mw)
+            if self.follow is None:
+                xp.maximum(left, right, out=mw)
+            else:
+                fw, fh = (xp.asarray(f) for f in self.follow)
+                kw = _kinks(xp, selw != fw, right - left, x)
+                selw[...] = fw
+                xp.copyto(mw, left)
+                xp.copyto(mw, right, where=selw)
             top, bottom = mw[:, :, 0::2], mw[:, :, 1::2]
             xp.greater(bottom, top, out=selh)
-            xp.maximum(top, bottom, out=y)
+            if self.follow is None:
+                xp.maximum(top, bottom, out=y)
+            else:
+                kh = _kinks(xp, selh != fh, bottom - top, x)
+                self.kinks = (kw[0] + kh[0], max(kw[1], kh[1]))
+                selh[...] = fh
+                xp.copyto(y, top)
+                xp.copyto(y, bottom, where=selh)
             return y
         idx = self.buf("idx", (n, c, oh, ow), dtype=np.int8 if k * k < 128 else np.int32)
         m = self.buf("m", (n, c, oh, ow), dtype=bool)
@@ -403,7 +469,22 @@ class MaxPool(_Pool):
             xp.greater(win, y, out=m)
             xp.maximum(y, win, out=y)
             xp.copyto(idx, o, where=m, casting="unsafe")
+        if self.follow is not None:  # take the other network's winners: y = the element at its offset
+            fidx = xp.asarray(self.follow)
+            own = y.copy()
+            for o in range(k * k):
+                i, j = divmod(o, k)
+                xp.copyto(y, x[:, :, i:i + hs:s, j:j + ws:s], where=fidx == o)
+            self.kinks = _kinks(xp, idx != fidx, own - y, x)
+            idx[...] = fidx
         return y
+
+    def decision(self) -> Any:
+        if "y" not in self._bufs:
+            return None
+        if self.k == 2 and self.s == 2:
+            return _host(self.xp, self._bufs["selw"]), _host(self.xp, self._bufs["selh"])
+        return _host(self.xp, self._bufs["idx"])
 
     def backward(self, dy: Array, need_dx: bool = True) -> Array | None:
         if not need_dx:

@@ -54,9 +54,6 @@ class Network:
     def flat_layers(self) -> list[L.Layer]:
         return [s for ly in self.layers for s in ly.sublayers()]
 
-    def dropout_layers(self) -> list[L.Dropout]:
-        return [s for s in self.flat_layers() if isinstance(s, L.Dropout)]
-
     def state_arrays(self) -> list[Array]:
         """Non-trained state (batchnorm running statistics), in a fixed order."""
         return [v for s in self.flat_layers() for _k, v in sorted(s.state.items())]
@@ -154,14 +151,40 @@ class Network:
             return np.zeros(0)
         return np.concatenate([_asnumpy(self.xp, g).astype(np.float64).ravel() for g in self.grads])
 
-    def reference(self, weights: list[np.ndarray] | None = None) -> Network:
-        """A float64 NumPy twin with this network's weights (or ``weights``) and its last dropout masks."""
+    def reference(self, weights: list[np.ndarray] | None = None, follow_kinks: bool = False) -> Network:
+        """A float64 NumPy twin with this network's weights (or ``weights``) and its last dropout masks.
+
+        With ``follow_kinks`` the twin also makes this network's last ReLU and max-pool choices (see
+        :mod:`.layers`): a float32 pre-activation within rounding of 0 may land on the other side of it
+        than in float64, and there the gradient jumps (by a whole unit's contribution to a bias gradient,
+        for instance), so a reference that decides for itself compares two different branches of the same
+        piecewise-linear function. The twin's :meth:`kinks` tells how far from 0 the followed choices were.
+        """
         ref = Network(self.spec, np, "float64", self.seed)
         ref.set_weights(weights if weights is not None else self.get_weights())
-        for mine, theirs in zip(self.dropout_layers(), ref.dropout_layers(), strict=True):
-            mask = getattr(mine, "_mask", None)
-            theirs.fixed_mask = None if mask is None else _asnumpy(self.xp, mask).astype(np.float64)
+        ref.follow(self, kinks=follow_kinks)
         return ref
+
+    def follow(self, other: Network | None, kinks: bool = True) -> None:
+        """Make ``other``'s last dropout masks (and, with ``kinks``, its ReLU and max-pool choices) in
+        this network's forward passes until ``follow(None)``; ``other`` has the same spec and its last
+        forward had the batch size of ours."""
+        theirs_all = other.flat_layers() if other is not None else [None] * len(self.flat_layers())
+        for theirs, mine in zip(theirs_all, self.flat_layers(), strict=True):
+            mine.follow = None
+            mine.kinks = (0, 0.0)
+            if theirs is not None and (isinstance(mine, L.Dropout) or kinks):
+                mine.follow = theirs.decision()
+        for conv, relu in zip(self.layers, self.layers[1:], strict=False):
+            if isinstance(conv, L.Conv2D) and type(relu) is L.ReLU:  # a followed mask is the ReLU layer's job
+                conv.fuse_relu = relu.follow is None
+
+    def kinks(self) -> tuple[int, float]:
+        """After a forward that followed another network: how many ReLU / max-pool choices differed from
+        this network's own, and the largest distance from the switch point among them, relative to the RMS
+        of that layer's input (0 when all agreed)."""
+        found = [ly.kinks for ly in self.flat_layers() if ly.follow is not None and not isinstance(ly, L.Dropout)]
+        return sum(n for n, _ in found), max((w for _, w in found), default=0.0)
 
 
 def _asnumpy(xp: Any, a: Array) -> np.ndarray:
