@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +30,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-out = Console()
-err = Console(stderr=True, highlight=False)
+# Piped into a file or a CI log, rich would lay tables out for 80 columns and fold every cell into
+# fragments; such logs are read in wide viewers, so use 200 unless COLUMNS says otherwise.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+out = Console(width=_WIDTH)
+err = Console(stderr=True, highlight=False, width=_WIDTH)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -48,3 +48,21 @@ def test_report_of_the_real_run_names_the_gpu_and_lists_the_failures(tmp_path: P
     html = out.read_text()
     assert "NVIDIA H100 80GB HBM3" in html
     assert "FAILED VALIDATION" in html and "gradient relative error" in html
+
+
+def test_compare_within_the_run_prints_whole_case_names_and_no_fake_interval() -> None:
+    """``accelbench compare RUN`` (GPU against CPU): names once cut at 60 characters made the sgd and adam
+    train steps at batch 64 look alike, and a CPU case with 3 samples printed its CI as "0x..infx"."""
+    r = CliRunner().invoke(app, ["compare", str(RUN)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0].split()[:2] == ["speedup", "95%"]
+    adam = [ln for ln in lines if "train_step[adam] model=mnist-classic batch=64 " in ln and "optimizer=adam" in ln]
+    sgd = [ln for ln in lines if "train_step model=mnist-classic batch=64 " in ln and "optimizer=sgd" in ln]
+    assert len(adam) == 1 and len(sgd) == 1
+    sp = {s.name: s for s in compare.speedups(compare.load_side(RUN))}
+    few = [s for s in sp.values() if s.ci_high == float("inf")]
+    assert few, "the run has CPU cases with too few samples for a CI"
+    assert "infx" not in r.output and r.output.count("too few samples") == len(few)
+    # parameters every case shares are said once, not on every row
+    assert "dtype=float32" not in "".join(lines[1:-1]) and "every case: dtype=float32" in lines[-1]

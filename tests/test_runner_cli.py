@@ -162,3 +162,22 @@ def test_quick_runs_carry_a_different_definition_so_compare_does_not_gate_them(t
     assert invoke("run", s, "--out", tmp_path / "full2").exit_code == 0
     h = {d: results.load(tmp_path / d)["record"][0]["definition_hash"] for d in ("full", "quick", "full2")}
     assert h["full"] == h["full2"] != h["quick"]
+
+
+def test_tables_piped_to_a_log_are_laid_out_wide_unless_columns_says_otherwise() -> None:
+    """Piped into a CI log, rich would fold every cell for 80 columns ("suites/cnn.yaml:115" in pieces)."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["PYTHONPATH"] = str(repo)
+
+    def listing(extra: dict[str, str]) -> list[str]:
+        p = subprocess.run([sys.executable, "-m", "accelbench", "list", "suites/cnn.yaml"], cwd=repo,
+                           env={**env, **extra}, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return p.stdout.splitlines()
+
+    wide = listing({})
+    assert max(len(ln) for ln in wide) > 120
+    assert any("suites/cnn.yaml:115" in ln for ln in wide)
+    narrow = listing({"COLUMNS": "80"})
+    assert max(len(ln) for ln in narrow) <= 80

@@ -3,6 +3,8 @@ table as plain text for the terminal. Regressions come first; unchanged cases fo
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 
 from ..compare import CaseComparison, Comparison, Speedup, fmt_change, fmt_time
@@ -81,11 +83,19 @@ def comparison(cmp: Comparison, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _speedup_ci(s: Speedup, sep: str, x: str) -> str:
+    """The speedup's 95% CI, or why there is none: with a handful of samples on a side (a slow CPU case)
+    the order statistics bound nothing, and "0x..infx" would read like a measurement."""
+    if not (s.ci_low > 0 and math.isfinite(s.ci_high)):
+        return "- (too few samples)"
+    return f"{s.ci_low:.3g}{x}{sep}{s.ci_high:.3g}{x}"
+
+
 def speedups(rows: Sequence[Speedup], title: str = "GPU vs CPU") -> str:
     lines = [f"## {title}", "", "| case | GPU | CPU | speedup | 95% CI |", "|---|---|---|---|---|"]
     for s in rows:
         lines.append(f"| {_cell(s.name)} | {fmt_time(s.gpu_s)} | {fmt_time(s.cpu_s)} | {s.speedup:.3g}× | "
-                     f"{s.ci_low:.3g}× … {s.ci_high:.3g}× |")
+                     f"{_speedup_ci(s, ' … ', '×')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -105,11 +115,25 @@ def text_table(cmp: Comparison) -> str:
     return "\n".join(out) + "\n"
 
 
+def _short_names(names: Sequence[str]) -> tuple[list[str], str]:
+    """Case names without the ``key=value`` parameters that every row shares (returned once, apart):
+    cutting names to a fixed width instead hid the parameters that tell rows apart (optimizer, graph)."""
+    split = [re.split(r" (?=[\w.]+=)", n) for n in names]
+    common = set.intersection(*(set(p[1:]) for p in split)) if len(split) > 1 else set()
+    short = [" ".join([p[0], *(t for t in p[1:] if t not in common)]) for p in split]
+    shared = " ".join(t for t in split[0][1:] if t in common) if split else ""
+    return short, shared
+
+
 def speedup_text(rows: Sequence[Speedup]) -> str:
-    out = [f"{'case':60}  {'GPU':>10}  {'CPU':>10}  {'speedup':>8}  95% CI"]
-    for s in rows:
-        out.append(f"{s.name[:60]:60}  {fmt_time(s.gpu_s):>10}  {fmt_time(s.cpu_s):>10}  {s.speedup:>7.3g}x  "
-                   f"{s.ci_low:.3g}x..{s.ci_high:.3g}x")
+    names, shared = _short_names([s.name for s in rows])
+    cis = [_speedup_ci(s, "..", "x") for s in rows]
+    w = max([6, *(len(c) for c in cis)])
+    out = [f"{'speedup':>8}  {'95% CI':{w}}  {'GPU':>10}  {'CPU':>10}  case"]  # the name last: it is long
+    for s, name, ci in zip(rows, names, cis, strict=True):
+        out.append(f"{s.speedup:>7.3g}x  {ci:{w}}  {fmt_time(s.gpu_s):>10}  {fmt_time(s.cpu_s):>10}  {name}")
+    if shared:
+        out.append(f"(every case: {shared})")
     if not rows:
         out.append("(no case ran successfully on both the GPU and the CPU)")
     return "\n".join(out) + "\n"
