@@ -4,8 +4,11 @@ and central finite differences, in float64."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
+from pydantic import TypeAdapter
 
 from accelbench.models import layers as L
 from accelbench.models import spec as S
@@ -31,14 +34,17 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("dy_t", [True, False], ids=["dy-transposed", "dy-grid"])
 @pytest.mark.parametrize("stack_dw", [True, False], ids=["stacked-dw", "per-tap-dw"])
 @pytest.mark.parametrize("xs,ws,pad,chunk", CASES)
-def test_shift_conv_matches_direct_and_im2col(xs, ws, pad, chunk, stack_dw) -> None:
+def test_shift_conv_matches_direct_and_im2col(xs, ws, pad, chunk, stack_dw, dy_t) -> None:
     rng = np.random.default_rng(0)
     x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
     g = conv_geometry(xs, ws, 1, pad)
-    sc = ShiftConv(g, np.float64, chunk, stack_dw=stack_dw)
+    sc = ShiftConv(g, np.float64, chunk, stack_dw=stack_dw, dy_t=dy_t)
     assert sc.stack_dw == (stack_dw and ws[3] > 1)
+    # stacked: the grid is the first C rows of the stacked copy, whose last row (ones) gives dB
+    assert (sc.x3 is not None and np.shares_memory(sc.xg, sc.x3)) == sc.stack_dw
     if chunk is not None:
         assert sc.nb == min(chunk, xs[0])
     y = np.full(g.y_shape, np.nan)
@@ -73,7 +79,8 @@ def test_shift_conv_float32_and_new_data_reuse_buffers() -> None:
 
 
 @pytest.mark.parametrize("stack_dw", [True, False], ids=["stacked-dw", "per-tap-dw"])
-def test_shift_conv_float32_fused_relu_matches_im2col(stack_dw) -> None:
+@pytest.mark.parametrize("dy_t", [True, False], ids=["dy-transposed", "dy-grid"])
+def test_shift_conv_float32_fused_relu_matches_im2col(stack_dw, dy_t) -> None:
     """float32 within float32 tolerance of the float64 im2col reference, with the fused ReLU (forward
     rectifies, backward masks dy with the rectified output) and a ragged last chunk (3 + 3 + 1)."""
     rng = np.random.default_rng(6)
@@ -84,7 +91,7 @@ def test_shift_conv_float32_fused_relu_matches_im2col(stack_dw) -> None:
     relu_ref = np.maximum(y_ref, 0)
     dy = rng.standard_normal(g.y_shape)
     f32 = np.float32
-    sc = ShiftConv(g, f32, 3, stack_dw=stack_dw)
+    sc = ShiftConv(g, f32, 3, stack_dw=stack_dw, dy_t=dy_t)
     y = np.empty(g.y_shape, f32)
     sc.forward(x.astype(f32), w.astype(f32), b.astype(f32), y, relu=True)
     tol = 1e-5 * np.abs(y_ref).max()
@@ -145,6 +152,23 @@ def test_gemm_in_place_every_layout_and_beta(use: str, dt) -> None:
         assert (big[0] == 0).all() and (big[1 + m:] == 0).all()
 
 
+@pytest.mark.parametrize("use", [None, "numpy"])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_transpose_into_every_layout(use, dt) -> None:
+    """OpenBLAS's omatcopy (default) and NumPy's copy write exactly a.T, only into ``out``'s block."""
+    rng = np.random.default_rng(7)
+    for a in _layouts(rng, 9, 13, dt):
+        big = np.zeros((13 + 2, 9 + 3), dt)
+        out = big[1:14, 2:11]  # a block of a larger array: rows of unit stride, row pitch > 9
+        assert cpu_blas.transpose(a, out, use=use) is out
+        np.testing.assert_array_equal(out, a.T)
+        rest = big.copy()
+        rest[1:14, 2:11] = 0
+        assert (rest == 0).all()
+    with pytest.raises(ValueError):
+        cpu_blas.transpose(np.ones((3, 4), dt), np.empty((3, 4), dt), use=use)
+
+
 def test_gemm_rejects_mismatches() -> None:
     a, b = np.ones((3, 4)), np.ones((4, 2))
     with pytest.raises(ValueError):
@@ -195,14 +219,18 @@ def test_conv_layer_picks_shift_on_cpu_stride_1_only() -> None:
     assert not strided._use_shift  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("hw", [(6, 8), (5, 7)])  # even, and a leftover row and column
-def test_maxpool_2x2_pairwise_path_matches_first_maximum_reference(hw) -> None:
+def test_maxpool_2x2_pairwise_path_matches_first_maximum_reference(hw, dtype) -> None:
     rng = np.random.default_rng(4)
     h, w = hw
-    x = np.maximum(rng.integers(-2, 3, size=(3, 2, h, w)), 0).astype(np.float64)  # many ties, many zeros
-    layer = _make({"kind": "maxpool", "size": 2}, (2, h, w))
+    x = np.maximum(rng.integers(-2, 3, size=(3, 2, h, w)), 0).astype(dtype)  # many ties, many zeros
+    spec: Any = TypeAdapter(S.LayerSpec).validate_python(S._coerce_layer({"kind": "maxpool", "size": 2}))
+    layer = L.build(spec, np, dtype, (2, h, w), S.layer_output(0, spec, (2, h, w)), L.Scratch(np),
+                    np.random.default_rng(0), "he", 0)
     y = np.array(layer.forward(x))
-    dy = rng.standard_normal(y.shape)
+    assert y.dtype == np.dtype(dtype)
+    dy = rng.standard_normal(y.shape).astype(dtype)
     dx = np.array(layer.backward(dy))
     ref_y, ref_dx = np.zeros_like(y), np.zeros_like(x)
     for n, c, i, j in np.ndindex(*y.shape):

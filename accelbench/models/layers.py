@@ -435,10 +435,18 @@ class MaxPool(_Pool):
         self._x_shape = (n, c, h, w)
         if k == 2 and s == 2:
             h2, w2 = 2 * oh, 2 * ow  # a leftover last row / column is ignored, as by the windows
-            mw = self.buf("mw", (n, c, h2, ow))
             selw = self.buf("selw", (n, c, h2, ow), dtype=bool)  # right element of the pair won
             selh = self.buf("selh", (n, c, oh, ow), dtype=bool)  # lower row of the window won
+            mw = self.buf("mw", (n, c, h2, ow))  # the pair maxima
             left, right = x[:, :, :h2, 0:w2:2], x[:, :, :h2, 1:w2:2]
+            if xp is np:
+                # On the CPU the pairs' elements are copied apart first: NumPy's maximum on two stride-2
+                # inputs runs element by element, on contiguous ones vectorised. At (64, 64, 28, 28)
+                # float32 the forward took 3.6 ms instead of 4.7. The left copy becomes mw in place.
+                xr = self.buf("xr", (n, c, h2, ow))
+                xp.copyto(mw, left)
+                xp.copyto(xr, right)
+                left, right = mw, xr
             xp.greater(right, left, out=selw)
             if self.follow is None:
                 xp.maximum(left, right, out=mw)
@@ -446,7 +454,8 @@ class MaxPool(_Pool):
                 fw, fh = (xp.asarray(f) for f in self.follow)
                 kw = _kinks(xp, selw != fw, right - left, x)
                 selw[...] = fw
-                xp.copyto(mw, left)
+                if left is not mw:
+                    xp.copyto(mw, left)
                 xp.copyto(mw, right, where=selw)
             top, bottom = mw[:, :, 0::2], mw[:, :, 1::2]
             xp.greater(bottom, top, out=selh)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .conv import ConvGeometry
-from .cpu_blas import _FLOATS, gemm
+from .cpu_blas import _FLOATS, gemm, transpose
 
 __all__ = ["STACK_DW", "ShiftConv", "supported"]
 
@@ -56,6 +56,12 @@ CHUNK_BYTES = 4 << 20
 # copy costs more than the larger K gains (``benchmarks/bench_conv_shift.py --gemms``).
 STACK_DW = True
 
+# Whether the weight gradient reads dy transposed, (positions, F), from a copy made per chunk
+# (:func:`accelbench.ops.cpu_blas.transpose`, OpenBLAS's omatcopy, ~0.2 ms per 4 MB chunk): with both
+# operands' K (the positions) contiguous the dW GEMM ran at 126-135 GFLOP/s, with dy's F contiguous at
+# 148-153 (192 x 64 output, K = 16000, 2-core EPYC). The input gradient keeps reading the (F, cols) grid.
+DY_T = True
+
 
 def supported(g: ConvGeometry, dtype: Any, min_channels: int = 8) -> bool:
     """Whether :class:`ShiftConv` handles this geometry: stride 1, a float type it has a GEMM for, and
@@ -68,12 +74,14 @@ class ShiftConv:
     """Forward and backward of one stride-1 convolution geometry, in chunks of images, with buffers
     allocated once (a step allocates nothing but small temporaries)."""
 
-    def __init__(self, g: ConvGeometry, dtype: Any, chunk: int | None = None, stack_dw: bool | None = None) -> None:
+    def __init__(self, g: ConvGeometry, dtype: Any, chunk: int | None = None, stack_dw: bool | None = None,
+                 dy_t: bool | None = None) -> None:
         if not supported(g, dtype, min_channels=1):
             raise ValueError(f"ShiftConv needs stride 1 and float32/float64, got {g} {dtype}")
         self.g = g
         self.dtype = np.dtype(dtype)
         self.stack_dw = (STACK_DW if stack_dw is None else bool(stack_dw)) and g.kw > 1
+        self.dy_t = DY_T if dy_t is None else bool(dy_t)
         # Each image gets an (Hp, Wp) block of the grid, its pixels at row offset ph and column offset
         # pw. Neighbouring images and rows share their zero borders: the bottom padding of an image is
         # the top padding of the next, and a row's right padding is read, one position further, as the
@@ -91,7 +99,15 @@ class ShiftConv:
         cols = self.nb * grid + max(0, self._m(self.nb) + self.reach - self.nb * grid)
         self.offsets = [i * self.wp + j for i in range(g.kh) for j in range(g.kw)]
         dt = self.dtype
-        self.xg = np.zeros((g.c, cols), dtype=dt)  # border stays zero: only the interior is written
+        # When the weight gradient stacks taps, the grid is the first C rows of the stacked copy ``x3``
+        # (its j = 0 block), so that copy only writes the KW-1 shifted blocks; x3's last row is ones:
+        # its GEMM row is sum_p dyg[:, p], the bias gradient (dyg is zero outside the valid outputs),
+        # which saves a separate pass over dy.
+        self.x3 = np.zeros((g.kw * g.c + 1, cols), dtype=dt) if self.stack_dw else None
+        if self.x3 is not None:
+            self.x3[-1] = 1
+        # border stays zero: only the interior is written
+        self.xg = self.x3[:g.c] if self.x3 is not None else np.zeros((g.c, cols), dtype=dt)
         self.yg = np.empty((g.f, cols), dtype=dt)
         # The input gradient reads dy at *negative* shifts (dxg[:, q] += W_ij.T @ dyg[:, q - off]): dyg
         # has ``reach`` zero columns in front of it. Columns outside the valid outputs stay zero.
@@ -101,14 +117,16 @@ class ShiftConv:
         self.wf = np.empty((g.kh * g.kw, g.f, g.c), dtype=dt)  # W_ij = w[:, :, i, j]
         self.wb = np.empty((g.kh * g.kw, g.c, g.f), dtype=dt)  # W_ij.T
         # dW.T accumulated over chunks: per tap (KH*KW, C, F), or per kernel row (KH, KW*C, F) when stacked
-        self.dwk = np.empty((g.kh, g.kw * g.c, g.f) if self.stack_dw else (g.kh * g.kw, g.c, g.f), dtype=dt)
-        self.x3 = np.empty((g.kw * g.c, cols), dtype=dt) if self.stack_dw else None
+        # (plus the bias gradient in row KW*C when stacked)
+        self.dwk = np.empty((g.kh, g.kw * g.c + 1, g.f) if self.stack_dw else (g.kh * g.kw, g.c, g.f), dtype=dt)
+        self.dyt = np.empty((cols, g.f), dtype=dt) if self.dy_t else None
         self.mask = np.empty((self.nb, g.f, g.oh, g.ow), dtype=bool)  # fused ReLU's mask of one chunk
 
     @property
     def nbytes(self) -> int:
-        bufs = [self.xg, self.yg, self.dyp, self.dxg, self.wf, self.wb, self.dwk]
-        return sum(int(a.nbytes) for a in bufs) + (int(self.x3.nbytes) if self.x3 is not None else 0)
+        bufs = [self.x3 if self.x3 is not None else self.xg, self.yg, self.dyp, self.dxg, self.wf, self.wb, self.dwk,
+                self.dyt]
+        return sum(int(a.nbytes) for a in bufs if a is not None)
 
     def _m(self, r: int) -> int:
         """Grid positions computed for a chunk of ``r`` images: up to the last valid output."""
@@ -131,12 +149,13 @@ class ShiftConv:
         return r, self._m(r)
 
     def _neighbours(self, r: int) -> np.ndarray:
-        """The chunk's grid with its KW-1 right neighbours below each column: (KW*C, cols),
-        x3[j*C + c, p] = xg[c, p + j]. Block copies of contiguous runs, in cache."""
+        """The chunk's grid with its KW-1 right neighbours below each column: (KW*C + 1, cols),
+        x3[j*C + c, p] = xg[c, p + j] (the j = 0 block *is* xg), and a last row of ones. Block copies of
+        contiguous runs, in cache."""
         g = self.g
         assert self.x3 is not None
         n = self._m(r) + (g.kh - 1) * self.wp  # the columns the stacked GEMMs read
-        for j in range(g.kw):
+        for j in range(1, g.kw):
             self.x3[j * g.c:(j + 1) * g.c, :n] = self.xg[:, j:j + n]
         return self.x3
 
@@ -182,22 +201,29 @@ class ShiftConv:
                 np.multiply(dy[n0:n1], mask, out=dyv.transpose(1, 0, 2, 3))
             beta = 0.0 if ci == 0 else 1.0
             dyg = self.dyg[:, :m]
-            if db is not None:  # from the grid: the masked dy when the ReLU is fused
+            if db is not None and not self.stack_dw:  # from the grid: the masked dy when the ReLU is fused
                 if ci == 0:
                     dyg.sum(axis=1, out=db)
                 else:
                     db += dyg.sum(axis=1)
             # The weight gradient's GEMMs have a small output and K = m; computed as dW.T (the long
             # operand first) they ran faster than as dW (129 vs 120 GFLOP/s for 192 x 64, K = 16000).
+            if self.dy_t:
+                assert self.dyt is not None
+                transpose(dyg, self.dyt[:m])
+                dygt = self.dyt[:m]
+            else:
+                dygt = dyg.T
             if self.stack_dw:
-                # dW_i.T (KW*C, F) += x3[:, i*Wp:i*Wp+m] (KW*C, m) @ dyg.T (m, F); row j*C + c is dW_ij[:, c]
+                # dW_i.T (KW*C + 1, F) += x3[:, i*Wp:i*Wp+m] (KW*C + 1, m) @ dyg.T (m, F); row j*C + c is
+                # dW_ij[:, c], row KW*C the bias gradient
                 x3 = self._neighbours(r)
                 for i in range(g.kh):
-                    gemm(x3[:, i * self.wp:i * self.wp + m], dyg.T, self.dwk[i], beta=beta)
+                    gemm(x3[:, i * self.wp:i * self.wp + m], dygt, self.dwk[i], beta=beta)
             else:
                 for k, off in enumerate(self.offsets):
                     # dW_ij.T (C, F) += xg[:, off:off+m] (C, m) @ dyg.T (m, F)
-                    gemm(self.xg[:, off:off + m], dyg.T, self.dwk[k], beta=beta)
+                    gemm(self.xg[:, off:off + m], dygt, self.dwk[k], beta=beta)
             if dx is not None:
                 # dxg[:, q] = sum_ij W_ij.T @ dyg[:, q - off_ij] for the columns up to the last interior
                 # one of the chunk's last image (dyg[:, p] = dyp[:, reach + p]; zero in front of it)
@@ -207,4 +233,9 @@ class ShiftConv:
                     gemm(self.wb[k], self.dyp[:, s0:s0 + mx], self.dxg[:, :mx], beta=0.0 if k == 0 else 1.0)
                 dx[n0:n1] = self._grid(self.dxg, r)[:, :, g.ph:g.ph + g.h, g.pw:g.pw + g.w].transpose(1, 0, 2, 3)
         # dwk[i, j*C + c, f] (stacked) or dwk[i*KW + j, c, f] (per tap): both are (KH, KW, C, F) in C order
-        dw[...] = self.dwk.reshape(g.kh, g.kw, g.c, g.f).transpose(3, 2, 0, 1)
+        if self.stack_dw:
+            dw[...] = self.dwk[:, :g.kw * g.c].reshape(g.kh, g.kw, g.c, g.f).transpose(3, 2, 0, 1)
+            if db is not None:
+                db[...] = self.dwk[0, g.kw * g.c]
+        else:
+            dw[...] = self.dwk.reshape(g.kh, g.kw, g.c, g.f).transpose(3, 2, 0, 1)
