@@ -252,6 +252,32 @@ def test_train_step_check_follows_a_device_choice_at_a_kink_but_not_a_wrong_one(
         assert not chk.passed and "forward pass is off" in chk.message
 
 
+def test_a_reference_follows_a_relu_fused_into_the_convolution_before_it() -> None:
+    """On the CPU a conv -> ReLU pair is fused (the shifted-GEMM convolution rectifies its output and the
+    ReLU passes it on), so a ReLU told to follow another network must unfuse its convolution, or the
+    followed mask would be ignored."""
+    from accelbench.models import layers as L
+
+    spec = S.ModelSpec.model_validate({"input": [8, 6, 6], "classes": 10, "layers": [
+        {"kind": "conv", "out": 8, "kernel": 3, "pad": "same"}, "relu", "flatten", {"kind": "dense", "out": 10}]})
+    x = np.random.default_rng(0).standard_normal((2, 8, 6, 6)).astype(np.float32)
+    leader = Network(spec, np, "float32", seed=0)
+    leader.forward(x, train=True)
+    assert leader.layers[0].relu_fused  # the path this test is about
+    ref = leader.reference(follow_kinks=True)
+    relu = ref.layers[1]
+    assert isinstance(relu, L.ReLU)
+    pre = np.array(ref.layers[0].forward(x.astype(np.float64), train=True))  # the conv alone: unfused now
+    i = int(np.argmin(np.where(pre < 0, -pre, np.inf)))  # the negative unit nearest the kink
+    relu.follow = relu.follow.copy()
+    relu.follow.ravel()[i] = True
+    ref.forward(x.astype(np.float64), train=True)
+    assert relu._bufs["y"].ravel()[i] == pre.ravel()[i] < 0  # the followed choice was taken
+    assert ref.kinks()[0] == 1
+    ref.follow(None)
+    assert ref.layers[0].fuse_relu  # fused again once it follows nothing
+
+
 def test_synthetic_and_digits_batches_for_throughput_cases() -> None:
     p = TrainStepParams.model_validate({"model": "small", "batch": 3, "data": "digits"}, context=CTX)
     wl = TrainStep(p, backends.cpu(), seed=0)

@@ -175,9 +175,9 @@ class Network:
             mine.kinks = (0, 0.0)
             if theirs is not None and (isinstance(mine, L.Dropout) or kinks):
                 mine.follow = theirs.decision()
-        for conv, relu in zip(self.layers, self.layers[1:], strict=False):
-            if isinstance(conv, L.Conv2D) and type(relu) is L.ReLU:  # a followed mask is the ReLU layer's job
-                conv.fuse_relu = relu.follow is None
+        for relu in self.layers:
+            if isinstance(relu, L.ReLU) and relu.after is not None:  # a followed mask is the ReLU layer's job
+                relu.after.fuse_relu = relu.follow is None
 
     def kinks(self) -> tuple[int, float]:
         """After a forward that followed another network: how many ReLU / max-pool choices differed from

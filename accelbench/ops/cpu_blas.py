@@ -33,12 +33,12 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _find_numpy_cblas() -> dict[np.dtype, Callable[..., None]]:
-    """``cblas_sgemm``/``cblas_dgemm`` of NumPy's bundled OpenBLAS (64-bit integer interface), or {}."""
+def _find_numpy_openblas(name: str, args: Callable[[Any], list[Any]]) -> dict[np.dtype, Callable[..., None]]:
+    """``cblas_s<name>``/``cblas_d<name>`` of NumPy's bundled OpenBLAS (64-bit integer interface), typed
+    with ``args(scalar ctype)``, or {} when the library or either symbol is not there."""
     here = os.path.dirname(np.__file__)
-    patterns = [os.path.join(here, "..", "numpy.libs", "*openblas64*"),  # Linux wheels
-                os.path.join(here, ".dylibs", "*openblas64*"),  # macOS wheels
-                os.path.join(here, "..", "numpy.libs", "*openblas64*.dll")]  # Windows wheels
+    patterns = [os.path.join(here, "..", "numpy.libs", "*openblas64*"),  # Linux and Windows wheels
+                os.path.join(here, ".dylibs", "*openblas64*")]  # macOS wheels
     for pat in patterns:
         for path in sorted(glob.glob(pat)):
             try:
@@ -46,17 +46,12 @@ def _find_numpy_cblas() -> dict[np.dtype, Callable[..., None]]:
             except OSError:
                 continue
             found: dict[np.dtype, Callable[..., None]] = {}
-            for dt, name, ct in ((_FLOATS[0], "sgemm", ctypes.c_float), (_FLOATS[1], "dgemm", ctypes.c_double)):
-                fn = None
-                for sym in (f"scipy_cblas_{name}64_", f"cblas_{name}64_"):
-                    fn = getattr(lib, sym, None)
-                    if fn is not None:
-                        break
+            for dt, prefix, ct in ((_FLOATS[0], "s", ctypes.c_float), (_FLOATS[1], "d", ctypes.c_double)):
+                sym = f"{prefix}{name}64_"
+                fn = getattr(lib, f"scipy_cblas_{sym}", None) or getattr(lib, f"cblas_{sym}", None)
                 if fn is None:
                     break
-                i64, ptr = ctypes.c_int64, ctypes.c_void_p
-                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64, ct, ptr, i64, ptr, i64,
-                               ct, ptr, i64]
+                fn.argtypes = args(ct)
                 fn.restype = None
                 found[dt] = fn
             if len(found) == 2:
@@ -64,31 +59,12 @@ def _find_numpy_cblas() -> dict[np.dtype, Callable[..., None]]:
     return {}
 
 
-def _find_numpy_omatcopy() -> dict[np.dtype, Callable[..., None]]:
-    """``cblas_?omatcopy`` (out-of-place scaled transpose) of NumPy's bundled OpenBLAS, or {}."""
-    here = os.path.dirname(np.__file__)
-    for path in sorted(glob.glob(os.path.join(here, "..", "numpy.libs", "*openblas64*"))
-                       + sorted(glob.glob(os.path.join(here, ".dylibs", "*openblas64*")))):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        found: dict[np.dtype, Callable[..., None]] = {}
-        for dt, name, ct in ((_FLOATS[0], "somatcopy", ctypes.c_float), (_FLOATS[1], "domatcopy", ctypes.c_double)):
-            fn = getattr(lib, f"scipy_cblas_{name}64_", None) or getattr(lib, f"cblas_{name}64_", None)
-            if fn is None:
-                break
-            i64, ptr = ctypes.c_int64, ctypes.c_void_p
-            fn.argtypes = [ctypes.c_int, ctypes.c_int, i64, i64, ct, ptr, i64, ptr, i64]
-            fn.restype = None
-            found[dt] = fn
-        if len(found) == 2:
-            return found
-    return {}
-
-
-_CBLAS = _find_numpy_cblas()
-_OMATCOPY = _find_numpy_omatcopy()
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
+# cblas_?gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+_CBLAS = _find_numpy_openblas("gemm", lambda ct: [ctypes.c_int] * 3 + [_I64] * 3 + [ct, _PTR, _I64, _PTR, _I64,
+                                                                                     ct, _PTR, _I64])
+# cblas_?omatcopy(order, trans, rows, cols, alpha, a, lda, b, ldb): out-of-place scaled transpose
+_OMATCOPY = _find_numpy_openblas("omatcopy", lambda ct: [ctypes.c_int] * 2 + [_I64] * 2 + [ct, _PTR, _I64, _PTR, _I64])
 _SCIPY = {_FLOATS[0]: _scipy_blas.sgemm, _FLOATS[1]: _scipy_blas.dgemm}
 
 
