@@ -25,6 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ResultsError
+from .identity import CaseKey
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
@@ -62,6 +63,7 @@ class CaseRecord(_Rec):
     workload: str
     family: str = ""
     name: str  # display name, e.g. "gemm m=1024 n=1024 k=1024 dtype=float32"
+    label: str | None = None  # the suite entry's label (part of the identity)
     params: dict[str, Any]
     backend: Literal["gpu", "cpu"]
     status: Status
@@ -78,6 +80,11 @@ class CaseRecord(_Rec):
     thresholds: dict[str, float] = Field(default_factory=dict)  # per-workload gate thresholds from the suite
     started_at: str = ""
     duration_s: float = 0.0
+
+    @property
+    def key(self) -> CaseKey:
+        """The case's identity (accelbench.identity), from the stored id: the one definition."""
+        return CaseKey.parse(self.case_id)
 
 
 class RunRecord(_Rec):

@@ -118,7 +118,8 @@ def throughput(work: dict[str, Any], median_s: float | None) -> dict[str, float]
 def skipped_record(case: Case, backend: str, run_id: str, reason: str) -> CaseRecord:
     return CaseRecord(
         run_id=run_id, case_id=case.case_id(backend), suite=case.suite, workload=case.workload,
-        family=case.cls.family, name=case.name, params=case.params_dict, backend=backend,  # type: ignore[arg-type]
+        family=case.cls.family, name=case.name, label=case.label, params=case.params_dict,
+        backend=backend,  # type: ignore[arg-type]
         status="skipped", message=reason, definition_hash=case.definition_hash(),
         work=case.cls.work(case.params).to_dict(),
         thresholds={"regression": case.threshold} if case.threshold is not None else {},

@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import SuiteError
+from .identity import CaseKey
 from .measure.timing import TimingPolicy
 from .workloads.base import Params, Workload, load_all
 
@@ -215,11 +216,13 @@ class Case:
         head = f"{self.workload}[{self.label}]" if self.label else self.workload
         return f"{head} {ps}".strip()
 
+    def key(self, backend: str) -> CaseKey:
+        """This case's identity on ``backend`` (accelbench.identity)."""
+        return CaseKey.of(self.suite, self.workload, self.label, self.params_dict, backend)
+
     def case_id(self, backend: str) -> str:
         """Stable identity across runs: suite, workload, label, params, backend."""
-        p = json.dumps(self.params_dict, sort_keys=True, separators=(",", ":"))
-        lab = f"[{self.label}]" if self.label else ""
-        return f"{self.suite}/{self.workload}{lab}/{p}@{backend}"
+        return self.key(backend).id
 
     def definition_hash(self, timing: TimingPolicy | None = None) -> str:
         """Changes when what the case computes or how it is timed changes (compare flags it). ``timing``:
