@@ -51,10 +51,9 @@ benchmarks/gate_error_rates.py and docs/ci.md.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -385,29 +384,6 @@ def _summary_ratio(b: Side, n: Side, metric: str, level: float) -> tuple[RatioCI
 # ---------------------------------------------------------------- matching
 
 
-CASE_ID_RE = re.compile(r"^(?P<suite>[^/]*)/(?P<workload>[^/\[]+)(?:\[(?P<label>[^\]]*)\])?/(?P<params>.*)@(?P<backend>\w+)$")
-
-
-def label_of(rec: CaseRecord) -> str | None:
-    lab = getattr(rec, "label", None)
-    if lab:
-        return str(lab)
-    m = CASE_ID_RE.match(rec.case_id)
-    return m.group("label") if m and m.group("label") else None
-
-
-def match_key(rec: CaseRecord, ignore_params: Iterable[str] = ()) -> str:
-    """The identity compare matches on: the case id (suite, workload, label, params, backend), rebuilt
-    without the ignored parameters when some are named."""
-    ign = set(ignore_params)
-    if not ign:
-        return rec.case_id
-    params = {k: v for k, v in rec.params.items() if k not in ign}
-    lab = label_of(rec)
-    p = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
-    return f"{rec.suite}/{rec.workload}{f'[{lab}]' if lab else ''}/{p}@{rec.backend}"
-
-
 def case_threshold(rec: CaseRecord, default: float) -> float:
     th = rec.thresholds or {}
     v = th.get("regression", th.get(rec.workload))
@@ -597,7 +573,7 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
     def index(cases: list[CaseRecord], which: str) -> dict[str, CaseRecord]:
         out: dict[str, CaseRecord] = {}
         for c in cases:
-            k = match_key(c, ign)
+            k = c.key.match_key(ign)
             if k in out:
                 raise ResultsError(f"{which}: two cases share the identity {k}"
                                    + (" once the ignored parameters are dropped" if ign else ""))
@@ -666,7 +642,7 @@ def speedups(run: LoadedRun, metric: str = "median", level: float = DEFAULT_LEVE
     by: dict[str, dict[str, CaseRecord]] = {}
     for c in run.cases:
         if c.status == "ok" and c.timing is not None:
-            by.setdefault(c.case_id.rsplit("@", 1)[0], {})[c.backend] = c
+            by.setdefault(c.key.pair_key, {})[c.backend] = c
     out = []
     for key, d in by.items():
         if "gpu" not in d or "cpu" not in d:

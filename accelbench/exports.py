@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ResultsError, UsageError
+from .identity import CaseKey
 from .measure.stats import summarize
 from .results import SCHEMA_VERSION, CaseRecord, RunRecord, Timing
 
@@ -194,9 +195,10 @@ def import_pytest_benchmark(path: str | Path) -> tuple[RunRecord, list[CaseRecor
         backend: Literal["gpu", "cpu"] = "gpu" if extra.get("backend") == "gpu" else "cpu"
         params: dict[str, Any] = extra["params"] if isinstance(extra.get("params"), dict) else (
             b["params"] if isinstance(b.get("params"), dict) else {})
+        workload = str(extra.get("workload") or b.get("group") or name.split("[", 1)[0])
         cases.append(CaseRecord(
             schema_version=SCHEMA_VERSION, run_id=run_id, case_id=case_id, suite=str(extra.get("suite") or suite),
-            workload=str(extra.get("workload") or b.get("group") or name.split("[", 1)[0]), name=name,
+            workload=workload, name=name, label=_import_label(case_id, name, workload),
             params=params or {}, backend=backend, status="ok",
             definition_hash=str(extra.get("definition_hash") or ""), timing=timing,
             thresholds=extra["thresholds"] if isinstance(extra.get("thresholds"), dict) else {},
@@ -204,6 +206,15 @@ def import_pytest_benchmark(path: str | Path) -> tuple[RunRecord, list[CaseRecor
         ))
     run.counts = {"ok": len(cases)}
     return run, cases
+
+
+def _import_label(case_id: str, name: str, workload: str) -> str | None:
+    """The entry label of an imported case: an accelbench id's own; a foreign benchmark's name when it says
+    more than its group (``test_x[4]`` in group ``test_x``), so that its identity stays its own."""
+    try:
+        return CaseKey.parse(case_id).label
+    except ValueError:
+        return name if name != workload else None
 
 
 # ---------------------------------------------------------------- github-action-benchmark

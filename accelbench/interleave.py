@@ -33,7 +33,7 @@ from typing import Any
 
 from . import __version__, environment
 from .backends import Backend
-from .compare import MIN_ROUNDS, CompareOptions, Comparison, LoadedRun, compare_runs, match_key
+from .compare import MIN_ROUNDS, CompareOptions, Comparison, LoadedRun, compare_runs
 from .errors import ResultsError, SuiteError, UsageError
 from .measure.stats import summarize
 from .measure.timing import CpuTimer, TimingPolicy
@@ -227,12 +227,8 @@ def run_interleaved(base_dir: str | Path, suite: Suite, opts: RunOptions, rounds
         base_pairs, bbes = [], {}
     bes.update(bbes)
 
-    def key(case: Case, b: str) -> str:
-        rec = skipped_record(case, b, "", "")
-        return match_key(rec, ignore_params)
-
-    base_by = {key(c, b): (c, b) for c, b in base_pairs}
-    new_by = {key(c, b): (c, b) for c, b in new_pairs}
+    base_by = {c.key(b).match_key(ignore_params): (c, b) for c, b in base_pairs}
+    new_by = {c.key(b).match_key(ignore_params): (c, b) for c, b in new_pairs}
     order = list(new_by) + [k for k in base_by if k not in new_by]
     root = Path(opts.out)
     root.mkdir(parents=True, exist_ok=True)

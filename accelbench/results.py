@@ -14,6 +14,7 @@ flop/s, gbps = 1e9 bytes/s, items_per_s).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -83,8 +84,9 @@ class CaseRecord(_Rec):
 
     @property
     def key(self) -> CaseKey:
-        """The case's identity (accelbench.identity), from the stored id: the one definition."""
-        return CaseKey.parse(self.case_id)
+        """The case's identity (accelbench.identity), from the fields that hold it (suite, workload, label,
+        params, backend); records written before ``label`` existed get it on read (:func:`read_run`)."""
+        return CaseKey.of(self.suite, self.workload, self.label, self.params, self.backend)
 
 
 class RunRecord(_Rec):
@@ -220,7 +222,7 @@ def read_run(path: str | Path) -> tuple[RunRecord, list[CaseRecord]]:
                     raise ResultsError(f"{cf}:{i}:{e.colno}: invalid JSON: {e.msg}") from None
                 _check_version(obj, cf, i)
                 try:
-                    cases.append(CaseRecord.model_validate(obj))
+                    cases.append(CaseRecord.model_validate(_upgrade_case(obj)))
                 except ValidationError as e:
                     raise ResultsError(f"{cf}:{i}: not a case record: {_first_error(e)}") from None
     return run, cases
@@ -233,6 +235,15 @@ def _check_version(obj: Any, f: Path, line: int | None = None) -> None:
         raise ResultsError(f"{where}: no schema_version: not an accelbench result")
     if not isinstance(v, int) or v > SCHEMA_VERSION:
         raise ResultsError(f"{where}: schema_version {v} is newer than this accelbench reads ({SCHEMA_VERSION})")
+
+
+def _upgrade_case(obj: dict[str, Any]) -> dict[str, Any]:
+    """A case record of an older schema in today's shape (read once, here; the file is never rewritten).
+    Version 1 records before ``label`` existed keep the label only inside ``case_id``."""
+    if obj.get("schema_version", SCHEMA_VERSION) < 2 and "label" not in obj and isinstance(obj.get("case_id"), str):
+        with contextlib.suppress(ValueError):  # not an accelbench id (an import): it has no entry label
+            obj = {**obj, "label": CaseKey.parse(obj["case_id"]).label}
+    return obj
 
 
 def _first_error(e: ValidationError) -> str:
@@ -251,7 +262,10 @@ def case_row(run: RunRecord, c: CaseRecord) -> dict[str, Any]:
         "run_id": c.run_id,
         "suite": c.suite,
         "case_id": c.case_id,
+        "pair_key": c.key.pair_key,  # the identity without the backend: pairs GPU and CPU rows
         "workload": c.workload,
+        "label": c.label,
+        "head": c.key.head,  # workload[label]
         "family": c.family,
         "name": c.name,
         "backend": c.backend,

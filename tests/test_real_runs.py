@@ -66,3 +66,14 @@ def test_compare_within_the_run_prints_whole_case_names_and_no_fake_interval() -
     assert "infx" not in r.output and r.output.count("too few samples") == len(few)
     # parameters every case shares are said once, not on every row
     assert "dtype=float32" not in "".join(lines[1:-1]) and "every case: dtype=float32" in lines[-1]
+
+
+def test_records_written_before_the_label_field_get_their_identity_from_the_id_once_on_read() -> None:
+    """The H100 run is schema version 1 without ``label``: read_run fills it from the case id, and the key
+    built from the record's fields is exactly the id stored in the file."""
+    assert '"label"' not in (RUN / "cases.jsonl").read_text()
+    _, cases = results.read_run(RUN)
+    assert {c.label for c in cases} == {None, "adam", "graph", "gpu-large"}
+    assert sum(c.label == "adam" for c in cases) == 2  # train_step[adam] on the GPU and the CPU
+    for c in cases:
+        assert c.key.id == c.case_id

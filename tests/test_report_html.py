@@ -23,6 +23,7 @@ import pytest
 
 from accelbench import environment, results
 from accelbench.errors import ResultsError, UsageError
+from accelbench.identity import CaseKey
 from accelbench.measure.counters import CounterSampler
 from accelbench.measure.timing import CpuTimer, TimingPolicy
 from accelbench.report import html as rh
@@ -35,8 +36,7 @@ STANDIN = {"stand_in": "real CPU timing of a second implementation, recorded as 
 
 
 def _case_id(suite: str, workload: str, label: str | None, params: dict[str, Any], backend: str) -> str:
-    p = json.dumps(params, sort_keys=True, separators=(",", ":"))
-    return f"{suite}/{workload}{f'[{label}]' if label else ''}/{p}@{backend}"
+    return CaseKey.of(suite, workload, label, params, backend).id
 
 
 def _name(workload: str, label: str | None, params: dict[str, Any]) -> str:
@@ -63,7 +63,8 @@ class Builder:
         return results.CaseRecord(run_id=self.w.run.run_id, case_id=_case_id(self.suite, workload, label, params,
                                                                               backend),
                                   suite=self.suite, workload=workload, family=family,
-                                  name=_name(workload, label, params), params=params, backend=backend,
+                                  name=_name(workload, label, params), label=label, params=params,
+                                  backend=backend,
                                   status="ok", **kw)
 
     def timed(self, workload: str, params: dict[str, Any], backend: str, fn: Callable[[], Any],
@@ -287,7 +288,7 @@ def test_workload_tables_hold_every_case(runs: dict[str, Path]):
 
     by_key = {s.key: s.speedup for s in speedups(load_side(runs["kernels"]))}
     gpu = df[(df["workload"] == "gemm") & (df["backend"] == "gpu") & (df["status"] == "ok")]
-    expected = [by_key[rh.pair_key(cid)] for cid in gpu["case_id"]]
+    expected = [by_key[k] for k in gpu["pair_key"]]
     assert np.allclose(sp[0].figure["data"][0]["y"], expected)
     # and they agree in direction with the medians: the einsum stand-in is the slower one here
     med = df[df["status"] == "ok"].set_index("case_id")["median_s"]

@@ -273,22 +273,6 @@ def _flat_ticks(lay: dict[str, Any], n: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- case labels
 
 
-def entry_label(suite: str, workload: str, case_id: str) -> str | None:
-    """The suite entry's label, read from the case id ``suite/workload[label]/{params}@backend`` by its
-    known prefix (a suite name or label may itself hold '/', ' ' or '[')."""
-    prefix = f"{suite}/{workload}"
-    if not case_id.startswith(prefix + "["):
-        return None
-    rest = case_id[len(prefix) + 1:]
-    end = rest.rfind("]/{")
-    return rest[:end] if end >= 0 else None
-
-
-def _head(r: Any) -> str:
-    lab = entry_label(str(r["suite"]), str(r["workload"]), str(r["case_id"]))
-    return f"{r['workload']}[{lab}]" if lab else str(r["workload"])
-
-
 def varying_params(rows: pd.DataFrame) -> list[str]:
     """Parameters that take more than one value among ``rows`` (the axes of this workload's sweep)."""
     keys: list[str] = []
@@ -303,7 +287,7 @@ def case_labels(rows: pd.DataFrame, sep: str = " ") -> dict[Any, str]:
     """Short label per row index: the varying parameters (plus the entry label when entries differ).
     Each part is HTML-escaped for plotly when ``sep`` is "<br>" (one part per line on a chart axis)."""
     keys = varying_params(rows)
-    heads = {idx: _head(r) for idx, r in rows.iterrows()}
+    heads = {idx: str(r["head"]) for idx, r in rows.iterrows()}
     out: dict[Any, str] = {}
     for idx, r in rows.iterrows():
         parts = [f"{k}={_param_text((r['params'] or {}).get(k))}" for k in keys]
@@ -319,14 +303,10 @@ def case_labels(rows: pd.DataFrame, sep: str = " ") -> dict[Any, str]:
 def tick_labels(rows: pd.DataFrame) -> dict[Any, str]:
     """Chart axis labels, escaped for plotly: one parameter per line while the cases fit side by side
     (see _flat_ticks), one line each (rotated by plotly) beyond that."""
-    n = len({pair_key(str(c)) for c in rows["case_id"]})
+    n = len(set(rows["pair_key"]))
     if n <= FLAT_TICKS:
         return case_labels(rows, "<br>")
     return {k: esc(v) for k, v in case_labels(rows).items()}
-
-
-def pair_key(case_id: str) -> str:
-    return case_id.rsplit("@", 1)[0]
 
 
 # ---------------------------------------------------------------- compare's logic (plugs in)
@@ -500,7 +480,7 @@ def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio],
             else:
                 cells.append(Cell(fmt_num(v), v))
         if with_speedup:
-            s = sp.get(pair_key(str(r["case_id"]))) if r["backend"] == "gpu" else None
+            s = sp.get(str(r["pair_key"])) if r["backend"] == "gpu" else None
             cells.append(Cell(fmt_x(s.value) if s else "–", s.value if s else None,
                               "" if not s else ("good" if s.value > 1 else "bad")))
             cells.append(Cell(_ci_text(s.low, s.high, fmt_x) if s else "–", s.low if s else None,
@@ -545,7 +525,7 @@ def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Ratio]) -> tuple[l
         g = rows[rows["backend"] == "gpu"]
         xs, ys, lo, hi, hover = [], [], [], [], []
         for idx, r in g.iterrows():
-            s = sp.get(pair_key(str(r["case_id"])))
+            s = sp.get(str(r["pair_key"]))
             if s is None or not _finite(s.value) or idx not in labels:
                 continue
             xs.append(labels[idx])

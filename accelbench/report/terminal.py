@@ -32,17 +32,12 @@ def fmt_rate(v: float | None, unit: str) -> str:
     return f"{v:.3g} {unit}"
 
 
-def backend_key(c: CaseRecord) -> str:
-    """The case identity without the backend, to pair GPU and CPU."""
-    return c.case_id.rsplit("@", 1)[0]
-
-
 def speedups(cases: list[CaseRecord]) -> dict[str, float]:
     """GPU-vs-CPU speedup (CPU median / GPU median) per case identity without backend."""
     med: dict[str, dict[str, float]] = defaultdict(dict)
     for c in cases:
         if c.status == "ok" and c.timing and c.timing.summary.get("median"):
-            med[backend_key(c)][c.backend] = c.timing.summary["median"]
+            med[c.key.pair_key][c.backend] = c.timing.summary["median"]
     return {k: v["cpu"] / v["gpu"] for k, v in med.items() if "cpu" in v and "gpu" in v and v["gpu"] > 0}
 
 
@@ -116,7 +111,7 @@ def render(cases: list[CaseRecord], console: Console | None = None, title: str =
             med = s.get("median")
             ci = s.get("rel_ci_halfwidth")
             rate, items = _throughput_cells(c) if c.status == "ok" else ("-", "-")
-            speed = sp.get(backend_key(c)) if c.backend == "gpu" else None
+            speed = sp.get(c.key.pair_key) if c.backend == "gpu" else None
             status = _STATUS.get(c.status, c.status)
             cells = [str(c.params.get(k, "")) for k in param_keys] + [
                 c.backend,
