@@ -62,7 +62,7 @@ import numpy as np
 from scipy import stats as _st
 
 from .errors import ResultsError, UsageError
-from .results import CaseRecord, RunRecord, Timing, read_run
+from .results import CaseRecord, RunRecord, Timing, TimingSummary, read_run
 
 Verdict = Literal["slower", "faster", "unchanged", "inconclusive", "new", "missing", "failed", "skipped"]
 VERDICTS: tuple[str, ...] = ("slower", "inconclusive", "failed", "missing", "new", "faster", "unchanged",
@@ -323,7 +323,7 @@ class Side:
     value: float  # the chosen metric, seconds
     floor_s: float  # one clock quantum per operation
     n: int
-    summary: dict[str, float]
+    summary: TimingSummary
 
 
 def resolution_per_op_s(t: Timing) -> float:
@@ -339,17 +339,16 @@ def side_of(rec: CaseRecord, metric: str) -> Side | None:
         return None
     x = np.asarray(t.samples_s, dtype=np.float64)
     x = x[np.isfinite(x)]
-    rounds = getattr(t, "rounds", None)
     strata = None
-    if isinstance(rounds, list) and len(rounds) == len(t.samples_s) and x.size == len(rounds):
-        strata = np.asarray(rounds)
+    if t.rounds is not None and len(t.rounds) == len(t.samples_s) and x.size == len(t.rounds):
+        strata = np.asarray(t.rounds)
     if x.size:
         value = _metric(x, metric)
     else:
-        key = {"median": "median", "mean": "mean", "min": "min"}[metric]
-        value = float(t.summary.get(key, math.nan))
+        v = {"median": t.summary.median, "mean": t.summary.mean, "min": t.summary.min}[metric]
+        value = float(v) if v is not None else math.nan
     return Side(samples=x, strata=strata, value=value, floor_s=resolution_per_op_s(t), n=int(x.size),
-                summary=dict(t.summary))
+                summary=t.summary)
 
 
 def _summary_ratio(b: Side, n: Side, metric: str, level: float) -> tuple[RatioCI, float, float]:
@@ -358,13 +357,11 @@ def _summary_ratio(b: Side, n: Side, metric: str, level: float) -> tuple[RatioCI
     the standard deviation. An approximation, named as such in the result."""
 
     def se_rel(s: Side) -> float:
-        nn = float(s.summary.get("n") or 0)
+        nn = float(s.summary.n or 0)
         if nn < 2 or not s.value > 0:
             return math.inf
-        if metric == "mean":
-            sd = float(s.summary.get("stdev", math.nan))
-        else:
-            sd = float(s.summary.get("iqr", math.nan)) / 1.349 * 1.2533
+        spread = s.summary.stdev if metric == "mean" else s.summary.iqr
+        sd = math.nan if spread is None else (spread if metric == "mean" else spread / 1.349 * 1.2533)
         return sd / math.sqrt(nn) / s.value if math.isfinite(sd) else math.inf
 
     if not (b.value > 0 and n.value > 0):

@@ -27,8 +27,7 @@ from typing import Any, Literal
 
 from .errors import ResultsError, UsageError
 from .identity import CaseKey
-from .measure.stats import summarize
-from .results import SCHEMA_VERSION, CaseRecord, RunRecord, Timing
+from .results import SCHEMA_VERSION, CaseRecord, RunRecord, Timing, TimingSummary
 
 FORMATS = ("pytest-benchmark", "gab-smaller", "gab-bigger", "bencher")
 
@@ -178,12 +177,12 @@ def import_pytest_benchmark(path: str | Path) -> tuple[RunRecord, list[CaseRecor
         try:
             if isinstance(data, list) and data:
                 samples = [float(v) for v in data]
-                summary = summarize(samples).to_dict()
+                summary = TimingSummary.of(samples)
             else:
                 samples = []
-                summary = {"n": float(st["rounds"]), "median": float(st["median"]), "mean": float(st["mean"]),
-                           "min": float(st["min"]), "max": float(st["max"]), "stdev": float(st["stddev"]),
-                           "q1": float(st["q1"]), "q3": float(st["q3"]), "iqr": float(st["iqr"])}
+                summary = TimingSummary(n=int(st["rounds"]), median=float(st["median"]), mean=float(st["mean"]),
+                                        min=float(st["min"]), max=float(st["max"]), stdev=float(st["stddev"]),
+                                        q1=float(st["q1"]), q3=float(st["q3"]), iqr=float(st["iqr"]))
         except (KeyError, TypeError, ValueError) as e:
             raise ResultsError(f"{where}: stats are incomplete or not numbers ({e})") from None
         if not all(math.isfinite(v) for v in samples):
@@ -225,8 +224,12 @@ def _throughput(c: CaseRecord) -> tuple[float, str] | None:
     for key, unit in (("gflops", "GFLOP/s"), ("gbps", "GB/s"), ("items_per_s", f"{c.work.get('item_unit') or 'items'}/s")):
         if tp.get(key):
             return float(tp[key]), unit
-    med = c.timing.summary.get("median") if c.timing else None
+    med = c.timing.summary.median if c.timing else None
     return (1.0 / med, "ops/s") if med else None
+
+
+def _or(v: float | None, default: float) -> float:
+    return float(v) if v is not None else default
 
 
 def to_github_action_benchmark(cases: Sequence[CaseRecord], bigger_is_better: bool = False) -> list[dict[str, Any]]:
@@ -235,8 +238,8 @@ def to_github_action_benchmark(cases: Sequence[CaseRecord], bigger_is_better: bo
         t = c.timing
         assert t is not None
         s = t.summary
-        med = float(s.get("median", math.nan))
-        lo, hi = float(s.get("ci_low", med)), float(s.get("ci_high", med))
+        med = _or(s.median, math.nan)
+        lo, hi = _or(s.ci_low, med), _or(s.ci_high, med)
         extra = f"case_id: {c.case_id}\nsamples: {len(t.samples_s)}\nmethod: {t.method}"
         if bigger_is_better:
             tp = _throughput(c)
@@ -262,8 +265,8 @@ def to_bencher(cases: Sequence[CaseRecord]) -> dict[str, Any]:
         t = c.timing
         assert t is not None
         s = t.summary
-        med = float(s["median"])
-        lo, hi = float(s.get("ci_low", med)), float(s.get("ci_high", med))
+        med = _or(s.median, math.nan)
+        lo, hi = _or(s.ci_low, med), _or(s.ci_high, med)
         entry: dict[str, Any] = {"latency": {"value": med * 1e9, "lower_value": lo * 1e9, "upper_value": hi * 1e9}}
         if med > 0:
             entry["throughput"] = {"value": 1.0 / med, "lower_value": 1.0 / hi if hi > 0 else 0.0,

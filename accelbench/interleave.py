@@ -35,9 +35,8 @@ from . import __version__, environment
 from .backends import Backend
 from .compare import MIN_ROUNDS, CompareOptions, Comparison, LoadedRun, compare_runs
 from .errors import ResultsError, SuiteError, UsageError
-from .measure.stats import summarize
 from .measure.timing import CpuTimer, TimingPolicy
-from .results import CaseRecord, RunRecord, RunWriter, Timing, new_run_id, now_iso, read_run
+from .results import CaseRecord, RunRecord, RunWriter, Timing, TimingSummary, new_run_id, now_iso, read_run
 from .runner import RunOptions, count_statuses, measure_case, plan, skipped_record, throughput
 from .suite import Case, Suite, parse
 
@@ -108,17 +107,16 @@ def merge_rounds(recs: list[CaseRecord], case: Case, backend: str, run_id: str) 
     t0 = first.timing
     assert t0 is not None
     timing = Timing(method=t0.method, samples_s=samples, inner_loops=min(loops), warmup=t0.warmup,
-                    stop_reason="interleaved", total_time_s=total, summary=summarize(samples).to_dict(),
+                    stop_reason="interleaved", total_time_s=total, summary=TimingSummary.of(samples),
                     clock_resolution_s=t0.clock_resolution_s,
-                    notes=[f"{len(recs)} interleaved rounds; inner loops per round {loops}"],
-                    rounds=rounds)  # type: ignore[call-arg]  # extra field (Timing allows extras): each sample's round
+                    notes=[f"{len(recs)} interleaved rounds; inner loops per round {loops}"], rounds=rounds)
     out = first.model_copy(deep=True)
     out.run_id = run_id
     out.timing = timing
     out.timings = {}
     out.definition_hash = case.definition_hash()
     out.duration_s = sum(r.duration_s for r in recs)
-    out.throughput = throughput(out.work, timing.summary.get("median"))
+    out.throughput = throughput(out.work, timing.summary.median)
     return out
 
 
@@ -202,13 +200,13 @@ def measure_pair_cpu(bcase: Case, ncase: Case, be: Backend, base_run_id: str, ne
         return tb, tn
     for rec, key in ((tb, "b"), (tn, "n")):
         t = Timing(method="cpu-perf_counter", samples_s=xs[key], inner_loops=min(loops_used), warmup=0,
-                   stop_reason="interleaved", total_time_s=total, summary=summarize(xs[key]).to_dict(),
+                   stop_reason="interleaved", total_time_s=total, summary=TimingSummary.of(xs[key]),
                    notes=[f"{rounds} interleaved rounds, pairs timed alternately in random order; inner loops "
                           f"per round {loops_used}"],
-                   rounds=list(tags), pairs=list(pair_ids))  # type: ignore[call-arg]  # extra fields
+                   rounds=list(tags), pairs=list(pair_ids))
         rec.timing, rec.timings = t, {}
         rec.duration_s += time.perf_counter() - t_all
-        rec.throughput = throughput(rec.work, t.summary.get("median"))
+        rec.throughput = throughput(rec.work, t.summary.median)
     return tb, tn
 
 

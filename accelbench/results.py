@@ -6,6 +6,9 @@ A run directory ``results/<run-id>/`` holds:
 
 Format history (bump SCHEMA_VERSION on any incompatible change, and note it here):
   1  (accelbench 0.1.0) first format.
+  2  case records carry ``label`` (the suite entry's label, part of the identity) as a field; a timing
+     declares ``rounds`` and ``pairs`` (interleaved runs) and its ``summary`` is a declared model
+     (TimingSummary). Version 1 files are still read: a missing ``label`` comes from ``case_id``.
 
 Units: every time is in seconds (fields end in ``_s`` or live under a ``unit: "s"`` timing block),
 bytes in bytes, flops in floating-point operations, throughput fields name their unit (gflops = 1e9
@@ -18,6 +21,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -27,8 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ResultsError
 from .identity import CaseKey
+from .measure.stats import summarize
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RUN_FILE = "run.json"
 CASES_FILE = "cases.jsonl"
 
@@ -37,6 +42,32 @@ Status = Literal["ok", "failed", "skipped", "error"]
 
 class _Rec(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+class TimingSummary(_Rec):
+    """:class:`accelbench.measure.stats.Summary` as stored (seconds, except ``n``, the fractions ``cv`` and
+    ``rel_ci_halfwidth`` and ``ci_level``). A field is None when its source did not give it (an import
+    that carried only some statistics)."""
+
+    n: int = 0
+    median: float | None = None
+    mean: float | None = None
+    min: float | None = None
+    max: float | None = None
+    stdev: float | None = None
+    q1: float | None = None
+    q3: float | None = None
+    iqr: float | None = None
+    cv: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ci_level: float | None = None
+    rel_ci_halfwidth: float | None = None
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> TimingSummary:
+        """The summary of ``samples`` (seconds), by measure.stats.summarize."""
+        return cls.model_validate(summarize(samples).to_dict())
 
 
 class Timing(_Rec):
@@ -50,10 +81,14 @@ class Timing(_Rec):
     warmup: int = 0  # untimed runs before the first sample
     stop_reason: str = ""  # "rel_ci<target", "max_time", "max_samples", "timeout", "custom"
     total_time_s: float = 0.0  # wall time spent sampling (not counting warm-up)
-    summary: dict[str, float] = Field(default_factory=dict)  # measure.stats.Summary as dict (seconds)
+    summary: TimingSummary = Field(default_factory=TimingSummary)
     clock_resolution_s: float | None = None
     cpu_launch_s: list[float] | None = None  # host-side time per sample (GPU only)
     notes: list[str] = Field(default_factory=list)
+    # interleaved runs (accelbench.interleave): each sample's round, and on the CPU its pair (the two
+    # sides' samples with the same pair number were timed back to back); None otherwise
+    rounds: list[int] | None = None
+    pairs: list[int] | None = None
 
 
 class CaseRecord(_Rec):
@@ -257,7 +292,7 @@ SUMMARY_FIELDS = ("n", "median", "mean", "min", "max", "stdev", "q1", "q3", "iqr
 
 def case_row(run: RunRecord, c: CaseRecord) -> dict[str, Any]:
     """Flatten one case to a DataFrame row. Time columns end in ``_s``."""
-    s = c.timing.summary if c.timing else {}
+    s = c.timing.summary if c.timing else TimingSummary()
     row: dict[str, Any] = {
         "run_id": c.run_id,
         "suite": c.suite,
@@ -280,7 +315,7 @@ def case_row(run: RunRecord, c: CaseRecord) -> dict[str, Any]:
     }
     for k in SUMMARY_FIELDS:
         key = "n_samples" if k == "n" else ("cv" if k == "cv" else f"{k}_s")
-        row[key] = s.get(k)
+        row[key] = getattr(s, k)
     row["flops"] = c.work.get("flops")
     row["bytes"] = c.work.get("bytes")
     row["items"] = c.work.get("items")
@@ -296,7 +331,7 @@ def case_row(run: RunRecord, c: CaseRecord) -> dict[str, Any]:
         if isinstance(v, (int, float, str, bool)) or v is None:
             row[f"metric.{k}"] = v
     for mode, t in c.timings.items():
-        row[f"{mode}_median_s"] = t.summary.get("median")
+        row[f"{mode}_median_s"] = t.summary.median
     row["gpu_name"] = (run.environment.get("gpu") or {}).get("name") if isinstance(run.environment.get("gpu"), dict) else None
     row["record"] = c.model_dump(mode="json")
     return row

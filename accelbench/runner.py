@@ -24,7 +24,7 @@ from .backends import Backend
 from .errors import BackendUnavailable, UsageError
 from .measure.counters import CounterSampler
 from .measure.timing import CpuTimer, TimingPolicy
-from .results import CaseRecord, RunRecord, RunWriter, Timing, new_run_id, now_iso
+from .results import CaseRecord, RunRecord, RunWriter, Timing, TimingSummary, new_run_id, now_iso
 from .suite import Case, Suite, check_memory
 from .workloads.base import Check
 
@@ -151,10 +151,8 @@ def measure_case(case: Case, be: Backend, run_id: str, quick: bool = False,
                 if custom.check is not None:
                     rec.validation = custom.check.to_dict()
                 if custom.samples_s:
-                    from .measure.stats import summarize
-
                     rec.timing = Timing(method="custom", samples_s=list(custom.samples_s), stop_reason="custom",
-                                        summary=summarize(custom.samples_s).to_dict())
+                                        summary=TimingSummary.of(custom.samples_s))
                 if custom.check is not None and not custom.check.passed:
                     rec.status, rec.message = "failed", f"FAILED VALIDATION: {custom.check.message}"
                     rec.timing = None
@@ -182,7 +180,7 @@ def measure_case(case: Case, be: Backend, run_id: str, quick: bool = False,
                     rec.timing, rec.timings = timing, extra
                     rec.status = "ok"
         if rec.timing is not None and rec.status == "ok":
-            rec.throughput = throughput(rec.work, rec.timing.summary.get("median"))
+            rec.throughput = throughput(rec.work, rec.timing.summary.median)
     except KeyboardInterrupt:
         raise
     except CaseTimeout as e:

@@ -80,7 +80,7 @@ class Builder:
             with self.sampler.case(r.case_id, backend) as cc:
                 r.timing = CpuTimer().measure(fn, FAST)
             r.counters = cc.result()
-            med = r.timing.summary["median"]
+            med = r.timing.summary.median
             r.throughput = {k: v for k, v in (("gflops", work.get("flops", 0) / med / 1e9),
                                               ("gbps", work.get("bytes", 0) / med / 1e9),
                                               ("items_per_s", work.get("items", 0) / med)) if v}

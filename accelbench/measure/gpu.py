@@ -51,9 +51,9 @@ from typing import Any
 import numpy as np
 
 from ..ops.capture import capturable
-from ..results import Timing
+from ..results import Timing, TimingSummary
 from .counters import EDGE_WAIT_S
-from .stats import rel_ci_halfwidth, summarize
+from .stats import rel_ci_halfwidth
 from .timing import TimingPolicy, limit_reached, minimums_met
 
 THROTTLE_THRESHOLD = 0.75  # fraction of the default SM clock under which a sample is discarded
@@ -300,7 +300,7 @@ def _timing(method: str, samples: list[float], *, inner: int = 1, warm: int = 0,
             total: float = 0.0, cpu: list[float] | None = None, notes: list[str] | None = None,
             **extra: Any) -> Timing:
     return Timing(method=method, samples_s=samples, inner_loops=inner, warmup=warm, stop_reason=reason,
-                  total_time_s=total, summary=summarize(samples).to_dict(), cpu_launch_s=cpu,
+                  total_time_s=total, summary=TimingSummary.of(samples), cpu_launch_s=cpu,
                   notes=list(notes or []), **extra)
 
 
@@ -572,7 +572,7 @@ def measure_gpu(workload: Any, policy: TimingPolicy, quick: bool = False, counte
                 warm += 1
             stream.synchronize()
             cold = _cold(workload, ctx, policy, counters, use_blocker=not syncs, warm=warm, notes=notes)
-            med = float(cold.summary["median"])
+            med = float(cold.summary.median or math.nan)
             want_batch = "batch" in modes and not syncs
             want_graph = "graph" in modes and not syncs
             rot_note = ""

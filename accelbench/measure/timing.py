@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from ..results import Timing
-from .stats import rel_ci_halfwidth, summarize
+from ..results import Timing, TimingSummary
+from .stats import rel_ci_halfwidth
 
 Clock = Callable[[], int]  # nanoseconds, monotonic
 
@@ -133,5 +133,5 @@ class CpuTimer:
             warmup=warm,
             stop_reason=reason,
             total_time_s=total,
-            summary=summarize(samples).to_dict(),
+            summary=TimingSummary.of(samples),
         )

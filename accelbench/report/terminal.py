@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..results import CaseRecord
+from ..results import CaseRecord, TimingSummary
 
 
 def fmt_time(s: float | None) -> str:
@@ -36,8 +36,8 @@ def speedups(cases: list[CaseRecord]) -> dict[str, float]:
     """GPU-vs-CPU speedup (CPU median / GPU median) per case identity without backend."""
     med: dict[str, dict[str, float]] = defaultdict(dict)
     for c in cases:
-        if c.status == "ok" and c.timing and c.timing.summary.get("median"):
-            med[c.key.pair_key][c.backend] = c.timing.summary["median"]
+        if c.status == "ok" and c.timing and c.timing.summary.median:
+            med[c.key.pair_key][c.backend] = c.timing.summary.median
     return {k: v["cpu"] / v["gpu"] for k, v in med.items() if "cpu" in v and "gpu" in v and v["gpu"] > 0}
 
 
@@ -107,9 +107,9 @@ def render(cases: list[CaseRecord], console: Console | None = None, title: str =
         if has_metrics:
             t.add_column("metrics", overflow="fold")
         for c in rows:
-            s = c.timing.summary if c.timing else {}
-            med = s.get("median")
-            ci = s.get("rel_ci_halfwidth")
+            s = c.timing.summary if c.timing else TimingSummary()
+            med = s.median
+            ci = s.rel_ci_halfwidth
             rate, items = _throughput_cells(c) if c.status == "ok" else ("-", "-")
             speed = sp.get(c.key.pair_key) if c.backend == "gpu" else None
             status = _STATUS.get(c.status, c.status)
@@ -117,7 +117,7 @@ def render(cases: list[CaseRecord], console: Console | None = None, title: str =
                 c.backend,
                 fmt_time(med) if c.status == "ok" else "-",
                 f"{ci * 100:.1f}%" if ci is not None and math.isfinite(ci) and c.status == "ok" else "-",
-                f"{s['cv'] * 100:.1f}%" if s.get("cv") is not None and c.status == "ok" else "-",
+                f"{s.cv * 100:.1f}%" if s.cv is not None and c.status == "ok" else "-",
                 rate,
                 items,
             ]
