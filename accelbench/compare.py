@@ -634,10 +634,14 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
                       interleaved=paired, base_suite=base.run.suite, new_suite=new.run.suite)
 
 
-def speedups(run: LoadedRun, metric: str = "median", level: float = DEFAULT_LEVEL) -> list[Speedup]:
-    """GPU-vs-CPU speedup (CPU time / GPU time) with its CI for every case measured on both backends."""
+def speedups(run: LoadedRun | Sequence[CaseRecord], metric: str = "median", level: float = DEFAULT_LEVEL
+             ) -> list[Speedup]:
+    """GPU-vs-CPU speedup (CPU time / GPU time) with its CI for every case measured on both backends: the
+    one definition every reporter shows (terminal, Markdown, ``compare RUN``, HTML), by the method compare
+    uses for two runs (batch means and Hodges-Lehmann; see the module docstring), largest first."""
+    cases = run.cases if isinstance(run, LoadedRun) else run
     by: dict[str, dict[str, CaseRecord]] = {}
-    for c in run.cases:
+    for c in cases:
         if c.status == "ok" and c.timing is not None:
             by.setdefault(c.key.pair_key, {})[c.backend] = c
     out = []

@@ -464,3 +464,61 @@ def test_percent_of_peak_columns_only_when_recorded(runs: dict[str, Path]):
     col = gemm.table.columns.index("% of peak GFLOP/s")
     cells = [row[col] for row in gemm.table.rows]
     assert sum(c.sort is not None for c in cells) == 1 and "% of peak GB/s" not in gemm.table.columns
+
+
+def drift_run(root: Path) -> Path:
+    """A GPU-vs-CPU pair with 100 samples a side whose GPU times drift in blocks (1, 2, 3 ms): compare's
+    blocked Hodges-Lehmann speedup (10 / sqrt(2)) differs from the ratio of sample medians (10 / 1.5)."""
+    run = results.RunRecord(run_id="drift", suite="d", started_at=results.now_iso())
+    w = results.RunWriter(root, run)
+    rng = np.random.default_rng(5)
+    gpu = np.repeat([1, 1, 1, 1, 1, 2, 2, 2, 3, 3], 10) * 1e-3 * rng.lognormal(0, 0.001, 100)
+    cpu = 1e-2 * rng.lognormal(0, 0.001, 100)
+    for be, x in (("cpu", cpu), ("gpu", gpu)):
+        params = {"n": 1}
+        w.append(results.CaseRecord(
+            run_id=run.run_id, case_id=_case_id("d", "w", None, params, be), suite="d", workload="w", name="w n=1",
+            params=params, backend=be, status="ok", validation={"passed": True, "rel_error": 0.0},
+            timing=results.Timing(method="cpu-perf_counter", samples_s=list(x), inner_loops=1,
+                                  summary=results.TimingSummary.of(list(x)))))
+    w.close("finished", {"ok": 2})
+    return w.dir
+
+
+def test_terminal_html_and_compare_show_the_one_speedup_of_each_case(runs: dict[str, Path], tmp_path: Path):
+    """Defect: the terminal printed a ratio of medians while ``compare RUN`` and the HTML page showed the
+    block Hodges-Lehmann estimate. Every reporter now shows compare.speedups' number for each case."""
+    import io
+    import re as _re
+
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from accelbench.cli import app
+    from accelbench.compare import load_side, speedups
+    from accelbench.report import terminal
+
+    for d, n in ((runs["kernels"], 5), (drift_run(tmp_path), 1)):
+        run = load_side(d)
+        sp = speedups(run)
+        want = sorted(f"{s.speedup:.3g}" for s in sp)
+        assert len(want) == n  # kernels: gemm at three sizes, scale at two
+        if n == 1:  # the two definitions differ here, so the check below tells them apart
+            assert f"{sp[0].cpu_s / sp[0].gpu_s:.3g}" != want[0] == f"{10 / math.sqrt(2):.3g}"
+        con = Console(file=io.StringIO(), width=400, record=True)
+        terminal.render(run.cases, con)
+        shown: list[str] = []
+        for table in _re.split(r"\n(?=\S.*\n┏)", con.export_text()):
+            rows = [[c.strip() for c in _re.split("[│┃]", ln)[1:-1]] for ln in table.splitlines()
+                    if _re.search("[│┃]", ln)]
+            if rows and "speedup" in rows[0]:
+                col = rows[0].index("speedup")
+                shown += [r[col].rstrip("×") for r in rows[1:] if r[col]]
+        assert sorted(shown) == want
+        page = rh.build_page([results.load(d)], ["k"])
+        html_cells = [r[t.columns.index("speedup (CPU/GPU)")].text.rstrip("×") for b in page.speedup
+                      if (t := b.table) is not None for r in t.rows]
+        assert sorted(c for c in html_cells if c != "–") == want
+        out = CliRunner().invoke(app, ["compare", str(d)]).output
+        cli = [m.group(1) for ln in out.splitlines()[1:] if (m := _re.match(r"\s*([\d.e+-]+)[x×]\s", ln))]
+        assert sorted(cli) == want

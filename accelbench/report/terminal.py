@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..compare import Speedup
+from ..compare import speedups as compare_speedups
 from ..results import CaseRecord, TimingSummary
 
 
@@ -30,15 +33,6 @@ def fmt_rate(v: float | None, unit: str) -> str:
         if abs(v) >= scale:
             return f"{v / scale:.3g} {prefix}{unit}"
     return f"{v:.3g} {unit}"
-
-
-def speedups(cases: list[CaseRecord]) -> dict[str, float]:
-    """GPU-vs-CPU speedup (CPU median / GPU median) per case identity without backend."""
-    med: dict[str, dict[str, float]] = defaultdict(dict)
-    for c in cases:
-        if c.status == "ok" and c.timing and c.timing.summary.median:
-            med[c.key.pair_key][c.backend] = c.timing.summary.median
-    return {k: v["cpu"] / v["gpu"] for k, v in med.items() if "cpu" in v and "gpu" in v and v["gpu"] > 0}
 
 
 _STATUS = {"ok": "[green]✓[/]", "failed": "[red]✗ invalid[/]", "skipped": "[yellow]skipped[/]",
@@ -75,9 +69,12 @@ def _metric_cells(c: CaseRecord) -> str:
     return ", ".join(parts)
 
 
-def render(cases: list[CaseRecord], console: Console | None = None, title: str = "") -> None:
+def render(cases: list[CaseRecord], console: Console | None = None, title: str = "",
+           speedups: Sequence[Speedup] | None = None) -> None:
+    """One table per workload; the GPU rows carry compare.speedups' GPU-vs-CPU speedup (the same number
+    ``compare RUN`` and the HTML report show), computed here unless given."""
     console = console or Console()
-    sp = speedups(cases)
+    sp = {s.key: s for s in (speedups if speedups is not None else compare_speedups(cases))}
     by_wl: dict[str, list[CaseRecord]] = defaultdict(list)
     for c in cases:
         by_wl[c.workload].append(c)
@@ -124,7 +121,7 @@ def render(cases: list[CaseRecord], console: Console | None = None, title: str =
             if has_peak:
                 pct = _pct(c)
                 cells.append(f"{pct:.0f}%" if pct is not None else "-")
-            cells += [f"{speed:.1f}×" if speed else "", status]
+            cells += [f"{speed.speedup:.3g}×" if speed else "", status]
             if has_metrics:
                 cells.append(_metric_cells(c))
             t.add_row(*cells)
