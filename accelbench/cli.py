@@ -204,35 +204,9 @@ def info(as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(env)
         return
-    from rich.table import Table
+    from .report import terminal
 
-    t = Table(show_header=False, title="accelbench info", title_justify="left")
-    t.add_column("what", style="bold")
-    t.add_column("value", overflow="fold")
-    cpu = env["cpu"]
-    t.add_row("CPU", f"{cpu['model']} ({cpu['physical_cores']} cores, {cpu['logical_cores']} threads)")
-    for b in env["blas"]:
-        if "error" in b:
-            t.add_row("BLAS", b["error"])
-        else:
-            t.add_row("BLAS", f"{b.get('internal_api')} {b.get('version')} ({b.get('num_threads')} threads, "
-                              f"{b.get('threading_layer')})")
-    t.add_row("memory", f"{env['memory_total_bytes'] / 2**30:.1f} GiB "
-                        f"({env['volatile']['memory_available_bytes'] / 2**30:.1f} GiB available)")
-    t.add_row("OS", env["platform"])
-    t.add_row("Python", f"{env['python']['version']} ({env['python']['executable']})")
-    t.add_row("packages", ", ".join(f"{k} {v}" for k, v in env["packages"].items()))
-    g = env.get("gpu", {})
-    if g.get("available"):
-        t.add_row("GPU", f"{g['name']} (cc {g['compute_capability']}, {g['multiprocessors']} SMs, "
-                         f"{g['memory_total_bytes'] / 2**30:.1f} GiB)")
-        t.add_row("driver / CUDA", f"{g.get('driver_version', '?')} / runtime {g['cuda_runtime_version']}, "
-                                   f"driver API {g['cuda_driver_version']}")
-        if "uuid" in g:
-            t.add_row("GPU UUID", g["uuid"])
-    else:
-        t.add_row("GPU", f"[yellow]none usable: {g.get('reason')}[/]")
-    out.print(t)
+    out.print(terminal.machine_table(env))
 
 
 @app.command()

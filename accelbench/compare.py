@@ -62,6 +62,7 @@ import numpy as np
 from scipy import stats as _st
 
 from .errors import ResultsError, UsageError
+from .report.format import fmt_change, fmt_time
 from .results import CaseRecord, RunRecord, Timing, TimingSummary, read_run
 
 Verdict = Literal["slower", "faster", "unchanged", "inconclusive", "new", "missing", "failed", "skipped"]
@@ -675,21 +676,6 @@ def load_side(path: str | Path) -> LoadedRun:
 
 
 # ---------------------------------------------------------------- formatting
-
-
-def fmt_time(s: float | None) -> str:
-    if s is None or not math.isfinite(s):
-        return "-"
-    for unit, f in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
-        if abs(s) >= f:
-            return f"{s / f:.3g} {unit}"
-    return f"{s / 1e-9:.3g} ns"
-
-
-def fmt_change(r: float | None) -> str:
-    if r is None or not math.isfinite(r):
-        return "inf" if r is not None and r > 0 else "-"
-    return f"{(r - 1) * 100:+.1f}%"
 
 
 def parse_fraction(text: str) -> float:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import SuiteError
 from .identity import CaseKey
 from .measure.timing import TimingPolicy
+from .report.format import params_text
 from .workloads.base import Params, Workload, load_all
 
 MAX_FILE_BYTES = 1 << 20  # a suite is a config file, not a data set
@@ -212,7 +213,7 @@ class Case:
 
     @property
     def name(self) -> str:
-        ps = " ".join(f"{k}={_fmt(v)}" for k, v in self.params_dict.items())
+        ps = params_text(self.params_dict)
         head = f"{self.workload}[{self.label}]" if self.label else self.workload
         return f"{head} {ps}".strip()
 
@@ -239,12 +240,6 @@ class Case:
             default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, separators=(",", ":"))
-    return str(v)
 
 
 @dataclass

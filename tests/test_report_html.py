@@ -242,13 +242,6 @@ def test_script_json_cannot_close_the_script_element():
     assert back["x"] == [None, None, 1.5] and back["sep"] == "a\u2028b"
 
 
-def test_time_unit_and_formatting():
-    assert rh.time_unit([2e-3, 3e-3]) == ("ms", 1e-3)
-    assert rh.time_unit([5e-9]) == ("ns", 1e-9)
-    assert rh.time_unit([]) == ("s", 1.0)
-    assert rh.fmt_time(1.5e-6) == "1.5 µs" and rh.fmt_time(None) == "–"
-
-
 def test_ceilings_measured_theoretical_and_absent():
     env = {"peaks": {"gpu": {"d2d_copy_gbps": 1800.0, "gemm_gflops": {"float16": 700000.0}},
                      "cpu": {"stream_triad_gbps": 20.0}},

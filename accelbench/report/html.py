@@ -38,6 +38,7 @@ from markupsafe import Markup
 from .. import __version__
 from ..errors import UsageError
 from ..results import CaseRecord, RunRecord, atomic_write_text, load
+from .format import fmt_num, fmt_range, fmt_rate, fmt_time, fmt_x, machine_facts, param_text, time_unit
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -143,58 +144,6 @@ def esc(s: Any) -> str:
     return _html.escape(str(s), quote=False)
 
 
-def time_unit(values: Iterable[float | None]) -> tuple[str, float]:
-    """A unit that makes the typical (median) of ``values`` (seconds) read as 1..1000."""
-    v = [x for x in values if x is not None and _finite(x) and x > 0]
-    if not v:
-        return "s", 1.0
-    m = float(np.median(v))
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if m >= scale:
-            return unit, scale
-    return "ns", 1e-9
-
-
-def fmt_time(s: float | None) -> str:
-    if s is None or not _finite(s):
-        return "–"
-    unit, scale = time_unit([s])
-    return f"{s / scale:.3g} {unit}"
-
-
-def fmt_num(v: float | None, digits: int = 3) -> str:
-    if v is None or not _finite(v):
-        return "–"
-    a = abs(v)
-    if a != 0 and (a >= 1e6 or a < 1e-3):
-        return f"{v:.{digits}g}"
-    if a >= 100:
-        return f"{v:,.0f}"
-    return f"{v:.{digits}g}"
-
-
-def fmt_si(v: float | None) -> str:
-    """3 significant digits with an SI prefix: 2.8e8 -> "280 M"."""
-    if v is None or not _finite(v):
-        return "–"
-    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g} {prefix}"
-    return f"{v:.3g} "
-
-
-def fmt_x(v: float | None) -> str:
-    if v is None or not _finite(v):
-        return "–"
-    return f"{v:.3g}×"
-
-
-def _param_text(v: Any) -> str:
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, separators=(",", ":"), default=str)
-    return str(v)
-
-
 def _clean(obj: Any) -> Any:
     """JSON-safe: NaN/inf -> None, numpy scalars/arrays -> Python."""
     if isinstance(obj, dict):
@@ -280,7 +229,7 @@ def varying_params(rows: pd.DataFrame) -> list[str]:
         for k in p or {}:
             if k not in keys:
                 keys.append(k)
-    return [k for k in keys if len({_param_text((p or {}).get(k)) for p in rows["params"]}) > 1]
+    return [k for k in keys if len({param_text((p or {}).get(k)) for p in rows["params"]}) > 1]
 
 
 def case_labels(rows: pd.DataFrame, sep: str = " ") -> dict[Any, str]:
@@ -290,12 +239,12 @@ def case_labels(rows: pd.DataFrame, sep: str = " ") -> dict[Any, str]:
     heads = {idx: str(r["head"]) for idx, r in rows.iterrows()}
     out: dict[Any, str] = {}
     for idx, r in rows.iterrows():
-        parts = [f"{k}={_param_text((r['params'] or {}).get(k))}" for k in keys]
+        parts = [f"{k}={param_text((r['params'] or {}).get(k))}" for k in keys]
         if len(set(heads.values())) > 1:
             parts.insert(0, heads[idx])
         if not parts:  # a single case: its head and model say what it is; the full name is in the table
             model = (r["params"] or {}).get("model")
-            parts = [heads[idx]] + ([f"model={_param_text(model)}"] if model is not None else [])
+            parts = [heads[idx]] + ([f"model={param_text(model)}"] if model is not None else [])
         out[idx] = sep.join(esc(p) for p in parts) if sep == "<br>" else sep.join(parts)
     return out
 
@@ -347,42 +296,7 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, base_src: str, new_src
 
 def _env_facts(run: dict[str, Any]) -> list[tuple[str, str]]:
     env = run.get("environment") or {}
-    facts: list[tuple[str, str]] = []
-    g = env.get("gpu") or {}
-    if g.get("available"):
-        mem = _num(g.get("memory_total_bytes"))
-        facts.append(("GPU", f"{g.get('name')} (cc {g.get('compute_capability')}, {g.get('multiprocessors')} SMs"
-                             + (f", {mem / 2**30:.0f} GiB" if mem is not None else "") + ")"))
-        facts.append(("driver / CUDA", f"{g.get('driver_version', '?')} / runtime {g.get('cuda_runtime_version')}"
-                                       f", driver API {g.get('cuda_driver_version')}"))
-        if g.get("cupy_version"):
-            facts.append(("CuPy", str(g["cupy_version"])))
-    elif g:
-        facts.append(("GPU", f"none usable: {g.get('reason', 'unknown')}"))
-    else:
-        facts.append(("GPU", "not recorded"))
-    cpu = env.get("cpu") or {}
-    if cpu:
-        facts.append(("CPU", f"{cpu.get('model')} ({cpu.get('physical_cores')} cores, "
-                             f"{cpu.get('logical_cores')} threads, {cpu.get('arch')})"))
-    for b in env.get("blas") or []:
-        if "error" in b:
-            facts.append(("BLAS", str(b["error"])))
-        else:
-            facts.append(("BLAS", f"{b.get('internal_api')} {b.get('version')} ({b.get('num_threads')} threads, "
-                                  f"{b.get('threading_layer')})"))
-    if _finite(env.get("memory_total_bytes")):
-        facts.append(("memory", f"{env['memory_total_bytes'] / 2**30:.1f} GiB"))
-    if env.get("platform"):
-        facts.append(("OS", str(env["platform"])))
-    py = env.get("python") or {}
-    if py:
-        facts.append(("Python", f"{py.get('version')} ({py.get('implementation')})"))
-    pk = env.get("packages") or {}
-    if pk:
-        facts.append(("packages", ", ".join(f"{k} {v}" for k, v in pk.items())))
-    if env.get("threads_env"):
-        facts.append(("thread settings", ", ".join(f"{k}={v}" for k, v in env["threads_env"].items())))
+    facts = machine_facts(env)
     facts.append(("accelbench", str(run.get("accelbench_version") or env.get("accelbench_version") or "?")))
     git = run.get("git") or {}
     if git.get("commit"):
@@ -430,12 +344,6 @@ def _validation_cell(rec: dict[str, Any], status: str) -> Cell:
                 "st-ok nowrap" if v.get("passed") else "st-failed nowrap", tip)
 
 
-def _ci_text(lo: float | None, hi: float | None, fmt: Any) -> str:
-    if lo is None or hi is None or not _finite(lo) or not _finite(hi):
-        return "–"
-    return f"{fmt(lo)} – {fmt(hi)}"
-
-
 def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio], with_speedup: bool = True
                    ) -> Table:
     keys = varying_params(rows) or [k for k in (rows["params"].iloc[0] or {})][:4]
@@ -457,14 +365,14 @@ def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio],
         rec = r["record"]
         ok = r["status"] == "ok"
         p = r["params"] or {}
-        cells = [Cell(_param_text(p.get(k, "")), _num(p.get(k)) if _finite(p.get(k)) else _param_text(p.get(k, "")),
+        cells = [Cell(param_text(p.get(k, "")), _num(p.get(k)) if _finite(p.get(k)) else param_text(p.get(k, "")),
                       "nowrap") for k in keys]
         cells.append(Cell(str(r["backend"]), str(r["backend"]), f"be-{r['backend']}"))
         cells.append(Cell(str(r["status"]), str(r["status"]), f"st-{r['status']}", str(r["message"] or "")))
         med = _num(r.get("median_s")) if ok else None
         cells.append(Cell(fmt_time(med), med))
         lo, hi = (_num(r.get("ci_low_s")), _num(r.get("ci_high_s"))) if ok else (None, None)
-        cells.append(Cell(_ci_text(lo, hi, fmt_time), hi - lo if lo is not None and hi is not None else None))
+        cells.append(Cell(fmt_range(lo, hi, fmt_time), hi - lo if lo is not None and hi is not None else None))
         cv = _num(r.get("cv")) if ok else None
         cells.append(Cell(f"{cv * 100:.1f}%" if cv is not None else "–", cv))
         n = _num(r.get("n_samples")) if ok else None
@@ -473,7 +381,7 @@ def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio],
             v = (_num(r.get(col)) if col in r else _num((rec.get("throughput") or {}).get(col))) if ok else None
             if col == "items_per_s":
                 unit = f"{r.get('item_unit') or 'items'}/s"
-                cells.append(Cell(f"{fmt_si(v)}{unit}" if v is not None else "–", v))
+                cells.append(Cell(f"{fmt_rate(v, unit)}" if v is not None else "–", v))
             elif col in pct_keys:
                 cells.append(Cell(f"{v:.0f}%" if v is not None else "–", v,
                                   "bad" if v is not None and v > 110 else ""))
@@ -483,7 +391,7 @@ def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio],
             s = sp.get(str(r["pair_key"])) if r["backend"] == "gpu" else None
             cells.append(Cell(fmt_x(s.value) if s else "–", s.value if s else None,
                               "" if not s else ("good" if s.value > 1 else "bad")))
-            cells.append(Cell(_ci_text(s.low, s.high, fmt_x) if s else "–", s.low if s else None,
+            cells.append(Cell(fmt_range(s.low, s.high, fmt_x) if s else "–", s.low if s else None,
                               title=f"CI method: {s.method}" if s else ""))
         cells.append(_validation_cell(rec, str(r["status"])))
         if any(variants):
@@ -494,7 +402,7 @@ def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio],
 
 def _variant_text(rec: dict[str, Any]) -> str:
     v = rec.get("variant") or {}
-    return ", ".join(f"{k}={_param_text(x)}" for k, x in v.items())
+    return ", ".join(f"{k}={param_text(x)}" for k, x in v.items())
 
 
 def gpu_absent_reason(df: pd.DataFrame) -> str:
@@ -897,7 +805,7 @@ def model_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[Chart]]
             p = r["params"] or {}
             if not _finite(p.get(bkey)) or not _finite(r["items_per_s"]):
                 continue
-            tag = " ".join(f"{k}={_param_text(p.get(k))}" for k in others) or str(p.get("model") or wl)
+            tag = " ".join(f"{k}={param_text(p.get(k))}" for k in others) or str(p.get("model") or wl)
             series.setdefault((tag, str(r["backend"])), []).append((float(p[bkey]), float(r["items_per_s"]),
                                                                      str(r["name"])))
         tags = list(dict.fromkeys(t for t, _ in series))
