@@ -130,7 +130,10 @@ def run(
     if as_json:
         _print_json({"run_dir": str(res.run_dir), "counts": counts, "cases": terminal.as_json(res.cases)})
     else:
-        terminal.render(res.cases, out, title=s.name)
+        from .compare import LoadedRun
+        from .report import view
+
+        terminal.render(view.run_view(LoadedRun(res.run, res.cases, str(res.run_dir))), out, title=s.name)
         out.print(f"[bold]{terminal.summary_line(counts)}[/]; results in {res.run_dir}")
     raise typer.Exit(EXIT_FAILED if counts["failed"] or counts["error"] else EXIT_OK)
 
@@ -343,8 +346,9 @@ def compare(
 
     opts = _compare_options(threshold, alpha, metric, ignore_param)
     if new is None:
-        run = cmp_mod.load_side(base)
-        rows = cmp_mod.speedups(run, metric=opts.metric)
+        from .report import view
+
+        rows = view.run_view(cmp_mod.load_side(base), metric=opts.metric).speedups
         if as_json:
             from dataclasses import asdict
 

@@ -291,6 +291,11 @@ SUMMARY_FIELDS = ("n", "median", "mean", "min", "max", "stdev", "q1", "q3", "iqr
 
 
 def case_row(run: RunRecord, c: CaseRecord) -> dict[str, Any]:
+    """One case as a row of :func:`load`'s DataFrame: :func:`case_columns` and ``record`` (its dict)."""
+    return {**case_columns(run, c), "record": c.model_dump(mode="json")}
+
+
+def case_columns(run: RunRecord, c: CaseRecord) -> dict[str, Any]:
     """Flatten one case to a DataFrame row. Time columns end in ``_s``."""
     s = c.timing.summary if c.timing else TimingSummary()
     row: dict[str, Any] = {
@@ -333,7 +338,6 @@ def case_row(run: RunRecord, c: CaseRecord) -> dict[str, Any]:
     for mode, t in c.timings.items():
         row[f"{mode}_median_s"] = t.summary.median
     row["gpu_name"] = (run.environment.get("gpu") or {}).get("name") if isinstance(run.environment.get("gpu"), dict) else None
-    row["record"] = c.model_dump(mode="json")
     return row
 
 

@@ -13,6 +13,7 @@ from accelbench import results
 from accelbench.cli import app
 from accelbench.report import format as fmt
 from accelbench.report import html as rh
+from accelbench.report import view
 
 RUN = Path(__file__).resolve().parents[1] / "examples" / "runs" / "h100-cnn"
 
@@ -55,7 +56,7 @@ def test_info_and_the_report_show_one_machine_summary(tmp_path: Path):
     what = [w for w, _ in facts]
     assert what[:3] == ["GPU", "driver / CUDA", "CuPy"] and "CPU" in what and "BLAS" in what
     assert facts[0][1].startswith("NVIDIA H100 80GB HBM3 (cc 9.0, 132 SMs, 79.")
-    page = rh.build_page([results.load(RUN)], [str(RUN)])
+    page = rh.build_page(view.load([RUN]))
     shown = page.runs[0].facts
     assert all(f in shown for f in facts)  # every machine fact, as `accelbench info` would print it
     # `accelbench info` prints format.machine_facts of this machine, row by row

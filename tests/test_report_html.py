@@ -22,11 +22,13 @@ import pandas as pd
 import pytest
 
 from accelbench import environment, results
+from accelbench.compare import LoadedRun, compare_runs, load_side
 from accelbench.errors import ResultsError, UsageError
 from accelbench.identity import CaseKey
 from accelbench.measure.counters import CounterSampler
 from accelbench.measure.timing import CpuTimer, TimingPolicy
 from accelbench.report import html as rh
+from accelbench.report import view
 
 HOSTILE_SUITE = "k<script>window.__pwned=1</script>"
 HOSTILE_LABEL = "<img src=x onerror=\"window.__pwned=2\">"
@@ -230,6 +232,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "hostile_suite": kernels_run(root, suite=HOSTILE_SUITE), "models": models_run(root)}
 
 
+def page_of(*paths: Path, title: str | None = None) -> rh.Page:
+    """The page of these run directories, through the report view as `accelbench report` builds it."""
+    return rh.build_page(view.load(list(paths)), title)
+
+
 # ---------------------------------------------------------------- pure helpers
 
 
@@ -262,7 +269,7 @@ def test_ceilings_measured_theoretical_and_absent():
 
 def test_workload_tables_hold_every_case(runs: dict[str, Path]):
     df = results.load(runs["kernels"])
-    page = rh.build_page([df], [str(runs["kernels"])])
+    page = page_of(runs["kernels"])
     by_title = {b.title: b for b in page.speedup}
     assert set(by_title) == set(df["workload"])
     for wl, blk in by_title.items():
@@ -291,7 +298,7 @@ def test_workload_tables_hold_every_case(runs: dict[str, Path]):
 
 def test_problems_listed_with_reasons(runs: dict[str, Path]):
     df = results.load(runs["kernels"])
-    page = rh.build_page([df], ["k"])
+    page = page_of(runs["kernels"])
     t = page.problems.table
     assert t is not None
     statuses = sorted(row[1].text for row in t.rows)
@@ -303,7 +310,7 @@ def test_problems_listed_with_reasons(runs: dict[str, Path]):
 
 def test_roofline_places_cases_with_flops_and_bytes(runs: dict[str, Path]):
     df = results.load(runs["kernels"])
-    page = rh.build_page([df], ["k"])
+    page = page_of(runs["kernels"])
     (ch,) = page.roofline.charts
     placed = sum(len(t["x"]) for t in ch.figure["data"] if t["mode"] == "markers")
     ok = df[df["status"] == "ok"]
@@ -313,8 +320,7 @@ def test_roofline_places_cases_with_flops_and_bytes(runs: dict[str, Path]):
 
 
 def test_models_sections(runs: dict[str, Path]):
-    df = results.load(runs["models"])
-    page = rh.build_page([df], ["m"])
+    page = page_of(runs["models"])
     blocks = {b.id: b for b in page.models}
     (thr,) = blocks["models-throughput"].charts  # one chart per workload with a batch axis
     assert thr.id == "chart-model-batch-inference"
@@ -335,7 +341,7 @@ def test_absent_things_are_said_not_plotted(tmp_path: Path):
     r.status, r.message = "skipped", "GPU unavailable: no CUDA driver"
     b.add(r)
     d = b.close()
-    page = rh.build_page([results.load(d)], [str(d)])
+    page = page_of(d)
     (blk,) = page.speedup
     assert not blk.charts
     # said once for the page, and counted for the workload
@@ -348,12 +354,15 @@ def test_absent_things_are_said_not_plotted(tmp_path: Path):
 def test_run_vs_run_regressions_first(runs: dict[str, Path]):
     from accelbench.compare import VERDICTS
 
-    base, new = results.load(runs["kernels"]), results.load(runs["kernels_slow"])
-    page = rh.build_page([base, new], ["base", "new"])
+    base = results.load(runs["kernels"])
+    v = view.load([runs["kernels"], runs["kernels_slow"]])
+    page = rh.build_page(v)
     (blk,) = page.comparisons
     assert blk.table is not None
     rows = blk.table.rows
-    cmp = rh.compare_frames(base, new, "base", "new")
+    ((_, cmp),) = v.comparisons  # computed once, in the view: what compare BASE NEW computes
+    again = compare_runs(load_side(runs["kernels"]), load_side(runs["kernels_slow"]))
+    assert [(c.key, c.verdict, c.ratio) for c in cmp.cases] == [(c.key, c.verdict, c.ratio) for c in again.cases]
     # the table is compare's verdicts, every case of both runs, regressions first
     assert sorted((r[0].text, r[1].text, r[2].text) for r in rows) == \
         sorted((c.verdict, c.name, c.backend) for c in cmp.cases)
@@ -361,11 +370,16 @@ def test_run_vs_run_regressions_first(runs: dict[str, Path]):
     assert all(r[0].cls == f"vd-{r[0].text}" for r in rows)
     order = [VERDICTS.index(r[0].text) for r in rows]
     assert order == sorted(order)
-    # the planted 2x slowdown (gemm m=96 on cpu) has the largest ratio and leads its verdict group
+    # within a verdict group, the largest ratio first
+    for verdict in set(r[0].text for r in rows):
+        ratios = [float(r[5].text) for r in rows if r[0].text == verdict and r[5].text != "–"]
+        assert ratios == sorted(ratios, reverse=True), verdict
+    # the planted 2x slowdown (gemm m=96 on cpu) is seen, and nothing but a slower case comes before it
+    # unless it is as noisy and slower still (on a loaded machine another case can be)
     planted = next(i for i, r in enumerate(rows) if "m=96" in r[1].text and r[2].text == "cpu")
     assert float(rows[planted][5].text) > 1.5
     assert rows[planted][0].text in ("slower", "inconclusive")
-    assert all(r[0].text == "slower" for r in rows[:planted])
+    assert all(r[0].text == "slower" or float(r[5].text) >= float(rows[planted][5].text) for r in rows[:planted])
 
 
 def test_write_report_atomic_and_errors(runs: dict[str, Path], tmp_path: Path):
@@ -398,11 +412,13 @@ def test_hostile_names_are_escaped_in_the_html(runs: dict[str, Path], tmp_path: 
     assert len(re.findall(r"<script\b", text)) == 3
 
 
-def test_dataframe_is_the_input(runs: dict[str, Path]):
-    # a thin layer over results.load: the page depends only on the DataFrame (+ attrs["run"])
-    df = results.load(runs["kernels"])
-    assert isinstance(df, pd.DataFrame)
-    html_text = rh.render_html([df], ["in-memory"])
+def test_the_report_view_is_the_input(runs: dict[str, Path]):
+    # the page depends only on the view: records in memory render as well as records read from files
+    run, cases = results.read_run(runs["kernels"])
+    v = view.build([LoadedRun(run, cases, "in-memory")])
+    assert isinstance(v.current.frame, pd.DataFrame) and len(v.current.frame) == len(cases)
+    assert all(r is c for r, c in zip(v.current.frame["record"], cases, strict=True))  # the records, not dumps
+    html_text = rh.render_html(v)
     assert "in-memory" in html_text
 
 
@@ -412,22 +428,23 @@ def test_run_without_cases_still_renders(tmp_path: Path):
                             environment=environment.fingerprint(with_gpu=False))
     w = results.RunWriter(tmp_path, run)
     w._cases.close()  # as a killed process leaves it: run.json says "running", cases.jsonl empty
-    page = rh.build_page([results.load(w.dir)], [str(w.dir)])
+    page = page_of(w.dir)
     assert page.charts == [] and page.speedup == []
     assert any("did not finish" in x for x in page.runs[0].warnings)
-    text = rh.render_html([results.load(w.dir)], [str(w.dir)])
+    text = rh.render_html(view.load([w.dir]))
     assert "No case was recorded" in text and "Every case ran and validated." not in text
 
 
 def test_roofline_roof_from_peaks(runs: dict[str, Path]):
     # peaks taken from this run's own best measurements: every case sits under the roof, and the roof
     # bends at the ridge point (compute peak / bandwidth)
-    df = results.load(runs["kernels"])
+    v = view.load([runs["kernels"]])
+    df = v.current.frame
     ok = df[(df["status"] == "ok") & (df["backend"] == "cpu")]
     bw, pk = float(ok["gbps"].max()), float(ok["gflops"].max())
-    df.attrs["run"]["environment"]["peaks"] = {"cpu": {"provenance": "measured", "best_gbps": bw,
-                                                       "best_gflops": pk}}
-    page = rh.build_page([df], ["k"])
+    env = v.current.run.environment
+    env["peaks"] = {"cpu": {"provenance": "measured", "best_gbps": bw, "best_gflops": pk}}
+    page = rh.build_page(v)
     (ch,) = page.roofline.charts
     lines = {t["name"]: t for t in ch.figure["data"] if t["mode"] == "lines"}
     mem = next(t for n, t in lines.items() if "GB/s" in n)
@@ -438,20 +455,21 @@ def test_roofline_roof_from_peaks(runs: dict[str, Path]):
     assert not any("above their measured ceiling" in n for n in page.roofline.notes)
     assert any(n.startswith("gpu: bandwidth and compute ceiling absent") for n in page.roofline.notes)
     # a ceiling under what the run achieved is called out, not silently drawn
-    df.attrs["run"]["environment"]["peaks"]["cpu"]["best_gflops"] = pk / 2
-    page = rh.build_page([df], ["k"])
+    env["peaks"]["cpu"]["best_gflops"] = pk / 2
+    page = rh.build_page(v)
     assert any("above their measured ceiling" in n for n in page.roofline.notes)
 
 
 def test_percent_of_peak_columns_only_when_recorded(runs: dict[str, Path]):
-    df = results.load(runs["kernels"])
-    page = rh.build_page([df], ["k"])
+    v = view.load([runs["kernels"]])
+    df = v.current.frame
+    page = rh.build_page(v)
     assert not any("% of peak" in c for b in page.speedup if b.table for c in b.table.columns)
     # the runner adds these to throughput when the machine was calibrated: derive one from the data
     i = df.index[(df["workload"] == "gemm") & (df["status"] == "ok")][0]
     rec = df.at[i, "record"]
-    rec["throughput"]["flops_percent_of_measured"] = 100 * rec["throughput"]["gflops"] / float(df["gflops"].max())
-    page = rh.build_page([df], ["k"])
+    rec.throughput["flops_percent_of_measured"] = 100 * rec.throughput["gflops"] / float(df["gflops"].max())
+    page = rh.build_page(v)
     gemm = next(b for b in page.speedup if b.title == "gemm")
     assert gemm.table is not None
     col = gemm.table.columns.index("% of peak GFLOP/s")
@@ -499,7 +517,7 @@ def test_terminal_html_and_compare_show_the_one_speedup_of_each_case(runs: dict[
         if n == 1:  # the two definitions differ here, so the check below tells them apart
             assert f"{sp[0].cpu_s / sp[0].gpu_s:.3g}" != want[0] == f"{10 / math.sqrt(2):.3g}"
         con = Console(file=io.StringIO(), width=400, record=True)
-        terminal.render(run.cases, con)
+        terminal.render(view.run_view(run), con)
         shown: list[str] = []
         for table in _re.split(r"\n(?=\S.*\n┏)", con.export_text()):
             rows = [[c.strip() for c in _re.split("[│┃]", ln)[1:-1]] for ln in table.splitlines()
@@ -508,7 +526,7 @@ def test_terminal_html_and_compare_show_the_one_speedup_of_each_case(runs: dict[
                 col = rows[0].index("speedup")
                 shown += [r[col].rstrip("×") for r in rows[1:] if r[col]]
         assert sorted(shown) == want
-        page = rh.build_page([results.load(d)], ["k"])
+        page = page_of(d)
         html_cells = [r[t.columns.index("speedup (CPU/GPU)")].text.rstrip("×") for b in page.speedup
                       if (t := b.table) is not None for r in t.rows]
         assert sorted(c for c in html_cells if c != "–") == want

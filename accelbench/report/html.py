@@ -1,7 +1,8 @@
 """Self-contained HTML report of one or more runs: `accelbench report RUN [RUN ...] -o reports/NAME.html`.
 
-A thin layer over the DataFrames of :func:`accelbench.results.load`: this module turns rows into view
-models (tables of cells, plotly figure dicts) and one jinja2 template lays them out. The page carries
+Rendered from the report view (:mod:`accelbench.report.view`: typed records, speedups, comparisons and
+a chart frame, built once): this module turns it into page models (tables of cells, plotly figures) and
+one jinja2 template lays them out. The page carries
 plotly.js, its CSS and its few lines of JavaScript inline, so it opens from a CI artifact or an e-mail
 with no network.
 
@@ -36,9 +37,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from .. import __version__
+from ..compare import Comparison, Speedup
 from ..errors import UsageError
-from ..results import CaseRecord, RunRecord, atomic_write_text, load
+from ..results import CaseRecord, RunRecord, atomic_write_text
+from . import view
 from .format import fmt_num, fmt_range, fmt_rate, fmt_time, fmt_x, machine_facts, param_text, time_unit
+from .view import ReportView, RunView
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -99,7 +103,7 @@ class Block:
 
 
 @dataclass
-class RunView:
+class RunHeader:
     label: str  # "run 1" ...
     source: str
     run_id: str
@@ -114,7 +118,7 @@ class RunView:
 class Page:
     title: str
     generated: str
-    runs: list[RunView]
+    runs: list[RunHeader]
     banners: list[str]
     speedup: list[Block]
     roofline: Block
@@ -142,6 +146,11 @@ def esc(s: Any) -> str:
     &amp; &lt; &gt; back into literal text (it knows no &quot;, and quotes are harmless once no tag can
     open)."""
     return _html.escape(str(s), quote=False)
+
+
+def _span(a: float | None, b: float | None) -> float:
+    """a - b for an error bar; 0 when either end is missing or infinite."""
+    return float(a - b) if a is not None and b is not None and _finite(a) and _finite(b) else 0.0
 
 
 def _clean(obj: Any) -> Any:
@@ -261,78 +270,47 @@ def tick_labels(rows: pd.DataFrame) -> dict[Any, str]:
 # ---------------------------------------------------------------- compare's logic (plugs in)
 
 
-@dataclass
-class Ratio:
-    value: float
-    low: float
-    high: float
-    method: str
-
-
-def _loaded(df: pd.DataFrame, source: str) -> Any:
-    from ..compare import LoadedRun
-
-    run = RunRecord.model_validate(df.attrs["run"])
-    cases = [CaseRecord.model_validate(r) for r in df["record"]] if "record" in df else []
-    return LoadedRun(run=run, cases=cases, source=source)
-
-
-def gpu_cpu_speedups(df: pd.DataFrame, source: str = "") -> dict[str, Ratio]:
-    """CPU time / GPU time with its CI per case identity (without the backend), from compare.speedups."""
-    from ..compare import speedups
-
-    return {s.key: Ratio(s.speedup, s.ci_low, s.ci_high, s.method) for s in speedups(_loaded(df, source))}
-
-
-def compare_frames(base: pd.DataFrame, new: pd.DataFrame, base_src: str, new_src: str) -> Any:
-    """compare.compare_runs on two loaded frames: verdicts, ratio CIs, machine differences."""
-    from ..compare import compare_runs
-
-    return compare_runs(_loaded(base, base_src), _loaded(new, new_src))
-
-
 # ---------------------------------------------------------------- header
 
 
-def _env_facts(run: dict[str, Any]) -> list[tuple[str, str]]:
-    env = run.get("environment") or {}
+def _run_facts(run: RunRecord) -> list[tuple[str, str]]:
+    """The machine (format.machine_facts, as `accelbench info` shows it) and what ran on it."""
+    env = run.environment or {}
     facts = machine_facts(env)
-    facts.append(("accelbench", str(run.get("accelbench_version") or env.get("accelbench_version") or "?")))
-    git = run.get("git") or {}
+    facts.append(("accelbench", str(run.accelbench_version or env.get("accelbench_version") or "?")))
+    git = run.git or {}
     if git.get("commit"):
         facts.append(("commit", f"{str(git['commit'])[:12]}{' (dirty)' if git.get('dirty') else ''}"))
-    if run.get("argv"):
-        facts.append(("command", " ".join(str(a) for a in run["argv"])))
+    if run.argv:
+        facts.append(("command", " ".join(str(a) for a in run.argv)))
     return facts
 
 
-def run_view(i: int, df: pd.DataFrame, source: str) -> RunView:
-    run = df.attrs.get("run") or {}
-    counts = {k: int((df["status"] == k).sum()) for k in ("ok", "failed", "error", "skipped")} if len(df) else \
-        {k: 0 for k in ("ok", "failed", "error", "skipped")}
-    facts = [("run id", str(run.get("run_id"))), ("suite", str(run.get("suite"))),
-             ("started", str(run.get("started_at"))), ("finished", str(run.get("finished_at") or "–"))]
-    if run.get("description"):
-        facts.insert(2, ("description", str(run["description"])))
+def run_header(rv: RunView) -> RunHeader:
+    run = rv.run
+    counts = {k: sum(c.status == k for c in rv.cases) for k in ("ok", "failed", "error", "skipped")}
+    facts = [("run id", run.run_id), ("suite", run.suite), ("started", run.started_at),
+             ("finished", run.finished_at or "–")]
+    if run.description:
+        facts.insert(2, ("description", run.description))
     warnings = []
-    if run.get("status") != "finished":
-        warnings.append(f"run status is {run.get('status')!s}: the run did not finish; the cases it finished "
-                        f"are shown")
-    if (run.get("options") or {}).get("quick"):
+    if run.status != "finished":
+        warnings.append(f"run status is {run.status}: the run did not finish; the cases it finished are shown")
+    if (run.options or {}).get("quick"):
         warnings.append("smoke run (--quick): few samples, short windows; numbers are indicative")
-    return RunView(label=f"run {i + 1}", source=source, run_id=str(run.get("run_id")), suite=str(run.get("suite")),
-                   status=str(run.get("status")), facts=facts + _env_facts(run), counts=counts, warnings=warnings)
+    return RunHeader(label=rv.label, source=rv.source, run_id=run.run_id, suite=run.suite, status=run.status,
+                     facts=facts + _run_facts(run), counts=counts, warnings=warnings)
 
 
 # ---------------------------------------------------------------- GPU vs CPU per workload
 
 
-def _validation_cell(rec: dict[str, Any], status: str) -> Cell:
-    v = rec.get("validation") or {}
-    if status == "skipped":
+def _validation_cell(rec: CaseRecord) -> Cell:
+    v = rec.validation or {}
+    if rec.status == "skipped":
         return Cell("skipped", None, "st-skipped")
-    if status == "error":
-        return Cell("error", None, "st-error", str(rec.get("message", "")))
+    if rec.status == "error":
+        return Cell("error", None, "st-error", rec.message)
     if not v:
         return Cell("not checked", None, "muted")
     err, tol = v.get("rel_error"), v.get("tolerance")
@@ -344,13 +322,13 @@ def _validation_cell(rec: dict[str, Any], status: str) -> Cell:
                 "st-ok nowrap" if v.get("passed") else "st-failed nowrap", tip)
 
 
-def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio], with_speedup: bool = True
+def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Speedup], with_speedup: bool = True
                    ) -> Table:
     keys = varying_params(rows) or [k for k in (rows["params"].iloc[0] or {})][:4]
     variants = [_variant_text(rec) for rec in rows["record"]]
     # share of the measured ceiling (the runner adds it when the machine was calibrated)
     pct_keys = [k for k in ("flops_percent_of_measured", "bw_percent_of_measured")
-                if any(k in (rec.get("throughput") or {}) for rec in rows["record"])]
+                if any(k in rec.throughput for rec in rows["record"])]
     pct_names = {"flops_percent_of_measured": "% of peak GFLOP/s", "bw_percent_of_measured": "% of peak GB/s"}
     cols = keys + ["backend", "status", "median", "95% CI of median", "CV", "samples", "GFLOP/s", "GB/s"] + [
         pct_names[k] for k in pct_keys] + ["items/s"] + (
@@ -378,7 +356,7 @@ def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio],
         n = _num(r.get("n_samples")) if ok else None
         cells.append(Cell(f"{int(n)}" if n is not None else "–", n))
         for col in ("gflops", "gbps", *pct_keys, "items_per_s"):
-            v = (_num(r.get(col)) if col in r else _num((rec.get("throughput") or {}).get(col))) if ok else None
+            v = (_num(r.get(col)) if col in r else _num(rec.throughput.get(col))) if ok else None
             if col == "items_per_s":
                 unit = f"{r.get('item_unit') or 'items'}/s"
                 cells.append(Cell(f"{fmt_rate(v, unit)}" if v is not None else "–", v))
@@ -389,19 +367,19 @@ def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio],
                 cells.append(Cell(fmt_num(v), v))
         if with_speedup:
             s = sp.get(str(r["pair_key"])) if r["backend"] == "gpu" else None
-            cells.append(Cell(fmt_x(s.value) if s else "–", s.value if s else None,
-                              "" if not s else ("good" if s.value > 1 else "bad")))
-            cells.append(Cell(fmt_range(s.low, s.high, fmt_x) if s else "–", s.low if s else None,
+            cells.append(Cell(fmt_x(s.speedup) if s else "–", s.speedup if s else None,
+                              "" if not s else ("good" if s.speedup > 1 else "bad")))
+            cells.append(Cell(fmt_range(s.ci_low, s.ci_high, fmt_x) if s else "–", s.ci_low if s else None,
                               title=f"CI method: {s.method}" if s else ""))
-        cells.append(_validation_cell(rec, str(r["status"])))
+        cells.append(_validation_cell(rec))
         if any(variants):
             cells.append(Cell(variant, variant, "variant"))
         out.append(cells)
     return Table(id=ids("table", wl), columns=cols, rows=out, numeric=numeric)
 
 
-def _variant_text(rec: dict[str, Any]) -> str:
-    v = rec.get("variant") or {}
+def _variant_text(rec: CaseRecord) -> str:
+    v = rec.variant or {}
     return ", ".join(f"{k}={param_text(x)}" for k, x in v.items())
 
 
@@ -418,7 +396,7 @@ def gpu_absent_reason(df: pd.DataFrame) -> str:
     return "no GPU case ran: " + ("; ".join(msgs[:3]) if msgs else "no GPU case finished")
 
 
-def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Ratio]) -> tuple[list[Block], list[Chart]]:
+def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Speedup]) -> tuple[list[Block], list[Chart]]:
     blocks: list[Block] = []
     charts: list[Chart] = []
     # When no GPU case ran anywhere the page says so once (a banner); each workload then only counts.
@@ -434,13 +412,13 @@ def speedup_blocks(ids: _Ids, df: pd.DataFrame, sp: dict[str, Ratio]) -> tuple[l
         xs, ys, lo, hi, hover = [], [], [], [], []
         for idx, r in g.iterrows():
             s = sp.get(str(r["pair_key"]))
-            if s is None or not _finite(s.value) or idx not in labels:
+            if s is None or not _finite(s.speedup) or idx not in labels:
                 continue
             xs.append(labels[idx])
-            ys.append(s.value)
-            lo.append(s.value - s.low if _finite(s.low) else 0)
-            hi.append(s.high - s.value if _finite(s.high) else 0)
-            hover.append(esc(f"{r['name']}<br>") + f"speedup {s.value:.3g}× (95% CI {s.low:.3g}–{s.high:.3g})")
+            ys.append(s.speedup)
+            lo.append(s.speedup - s.ci_low if _finite(s.ci_low) else 0)
+            hi.append(s.ci_high - s.speedup if _finite(s.ci_high) else 0)
+            hover.append(esc(f"{r['name']}<br>") + f"speedup {s.speedup:.3g}× (95% CI {s.ci_low:.3g}–{s.ci_high:.3g})")
         if xs:
             fig = {"data": [{"type": "bar", "x": xs, "y": ys, "marker": {"color": BACKEND_COLOR["gpu"]},
                              "error_y": {"type": "data", "symmetric": False, "array": hi, "arrayminus": lo,
@@ -541,8 +519,7 @@ def ceilings(env: dict[str, Any]) -> list[Ceiling]:
     return out
 
 
-def roofline_block(ids: _Ids, df: pd.DataFrame) -> tuple[Block, list[Chart]]:
-    run = df.attrs.get("run") or {}
+def roofline_block(ids: _Ids, df: pd.DataFrame, env: dict[str, Any]) -> tuple[Block, list[Chart]]:
     b = Block(id="roofline", title="Roofline",
               subtitle="each case by arithmetic intensity (flop per byte moved) and achieved GFLOP/s")
     ok = df[(df["status"] == "ok")] if len(df) else df
@@ -556,7 +533,7 @@ def roofline_block(ids: _Ids, df: pd.DataFrame) -> tuple[Block, list[Chart]]:
         b.notes.insert(0, "No finished case has both a flop and a byte count, so there is no roofline.")
         return b, []
     ai = (pts["flops"] / pts["bytes"]).astype(float)
-    cs = ceilings(run.get("environment") or {})
+    cs = ceilings(env)
     # the roof of each backend: bandwidth lines up to the highest compute ceiling, compute lines from the
     # highest bandwidth line on (each from its own ridge point), so the chart shows min(bw * AI, peak)
     bw_max = {be: max((c.value for c in cs if c.backend == be and c.kind == "memory"), default=None)
@@ -683,9 +660,7 @@ def distribution_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[
 # ---------------------------------------------------------------- run vs run
 
 
-def comparison_block(ids: _Ids, base: pd.DataFrame, new: pd.DataFrame, base_src: str, new_src: str,
-                     base_label: str, new_label: str) -> tuple[Block, list[Chart]]:
-    cmp = compare_frames(base, new, base_src, new_src)
+def comparison_block(ids: _Ids, cmp: Comparison, base_label: str, new_label: str) -> tuple[Block, list[Chart]]:
     b = Block(id=ids("cmp", base_label, new_label), title=f"{base_label} → {new_label}",
               subtitle="ratio = new time / base time (> 1: slower); regressions first")
     counts = cmp.counts()
@@ -702,7 +677,7 @@ def comparison_block(ids: _Ids, base: pd.DataFrame, new: pd.DataFrame, base_src:
 
     rank = {v: i for i, v in enumerate(VERDICTS)}
     cases = sorted(cmp.cases, key=lambda c: (rank.get(c.verdict, len(rank)),
-                                             -(c.ratio if _finite(c.ratio) else -math.inf)))
+                                             -(c.ratio if c.ratio is not None and _finite(c.ratio) else -math.inf)))
     for c in cases:
         col = f"vd-{c.verdict}"
         rows.append([
@@ -731,8 +706,8 @@ def comparison_block(ids: _Ids, base: pd.DataFrame, new: pd.DataFrame, base_src:
             "type": "scatter", "mode": "markers", "name": verdict,
             "x": [c.ratio for c in cs], "y": [esc(f"{c.name} @{c.backend}") for c in cs],
             "error_x": {"type": "data", "symmetric": False,
-                        "array": [(c.ci_high - c.ratio) if _finite(c.ci_high) else 0 for c in cs],
-                        "arrayminus": [(c.ratio - c.ci_low) if _finite(c.ci_low) else 0 for c in cs]},
+                        "array": [_span(c.ci_high, c.ratio) for c in cs],
+                        "arrayminus": [_span(c.ratio, c.ci_low) for c in cs]},
             "marker": {"color": VERDICT_COLOR[verdict], "size": 9},
             "hovertext": [esc(f"{c.name} @{c.backend}: ") + f"{c.ratio:.3f} ({esc(c.reason)})" for c in cs],
             "hoverinfo": "text"})
@@ -834,7 +809,7 @@ def model_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[Chart]]
     pb = Block(id="models-layers", title="Per-layer profile", subtitle="time of each layer, stacked per case")
     prof_rows: list[tuple[Any, list[dict[str, Any]]]] = []
     for _, r in ok.iterrows():
-        prof = _layer_profile(r["record"].get("metrics") or {})
+        prof = _layer_profile(r["record"].metrics)
         if prof:
             prof_rows.append((r, prof))
     if prof_rows:
@@ -871,14 +846,14 @@ def model_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[Chart]]
 
     # time to accuracy and final accuracy
     ab = Block(id="models-accuracy", title="Time to accuracy", subtitle="training until the target test accuracy")
-    tta = ok[ok["record"].map(lambda rec: any("time_to_accuracy" in k for k in (rec.get("metrics") or {})))]
+    tta = ok[ok["record"].map(lambda rec: any("time_to_accuracy" in k for k in rec.metrics))]
     if not tta.empty:
         cols = ["case", "backend", "time to accuracy", "target", "final test accuracy", "epochs", "reached"]
         rows_t: list[list[Cell]] = []
         xs, ys, colors = [], [], []
         short = case_labels(tta)
         for idx, r in tta.iterrows():
-            mt = r["record"].get("metrics") or {}
+            mt = r["record"].metrics
             # the models' train_to_accuracy metric names first, then any key that says the same thing
             t = _metric_value(mt, ("time_to_accuracy_s",), lambda k: "time_to_accuracy" in k)
             acc = _metric_value(mt, ("final_test_accuracy", "test_accuracy"),
@@ -928,7 +903,7 @@ def counters_block(ids: _Ids, df: pd.DataFrame) -> tuple[Block, list[Chart]]:
     ok = df[df["status"] == "ok"] if len(df) else df
     keys: list[str] = []
     for rec in ok.get("record", []):
-        for k, v in (rec.get("counters") or {}).items():
+        for k, v in rec.counters.items():
             if _finite(v) and k not in keys:
                 keys.append(k)
     if not keys:
@@ -942,7 +917,7 @@ def counters_block(ids: _Ids, df: pd.DataFrame) -> tuple[Block, list[Chart]]:
     cols = ["case", "backend"] + keys
     rows: list[list[Cell]] = []
     for idx, r in ok.iterrows():
-        c = r["record"].get("counters") or {}
+        c = r["record"].counters
         if not any(_finite(c.get(k)) for k in keys):
             continue
         rows.append([Cell(short[idx], short[idx], "nowrap", str(r["name"])),
@@ -959,7 +934,7 @@ def counters_block(ids: _Ids, df: pd.DataFrame) -> tuple[Block, list[Chart]]:
             continue
         xs, ys, colors = [], [], []
         for idx, r in m.iterrows():
-            v = _num((r["record"].get("counters") or {}).get(k))
+            v = _num(r["record"].counters.get(k))
             if v is not None:
                 xs.append(esc(f"{short[idx]} @{r['backend']}"))
                 ys.append(v)
@@ -1018,35 +993,33 @@ def problems_block(ids: _Ids, frames: Sequence[tuple[str, pd.DataFrame]]) -> Blo
 # ---------------------------------------------------------------- page
 
 
-def build_page(frames: Sequence[pd.DataFrame], sources: Sequence[str], title: str | None = None) -> Page:
-    """All view models for ``frames`` (results.load DataFrames); the last frame is described in detail."""
-    if not frames:
-        raise UsageError("report: give at least one run directory")
+def build_page(view: ReportView, title: str | None = None) -> Page:
+    """All view models of the page, from the report view; its current (last) run is described in detail."""
     ids = _Ids()
-    runs = [run_view(i, df, src) for i, (df, src) in enumerate(zip(frames, sources, strict=True))]
-    cur = frames[-1]
-    cur_src = sources[-1]
+    runs = [run_header(rv) for rv in view.runs]
+    cur = view.current
+    df = cur.frame
     banners: list[str] = []
-    if len(frames) > 1:
+    if len(view.runs) > 1:
         banners.append(f"Detail sections describe {runs[-1].label} ({runs[-1].suite}, {runs[-1].run_id}); "
                        f"run vs run compares each earlier run (base) with it.")
-    absent = gpu_absent_reason(cur)
+    absent = gpu_absent_reason(df)
     if absent:
         banners.append(f"No GPU-vs-CPU speedup in this report: {absent}. The CPU measurements are shown; "
                        f"run on a machine with a usable GPU for the comparison.")
-    sp = gpu_cpu_speedups(cur, cur_src) if len(cur) else {}
-    speedup, charts = speedup_blocks(ids, cur, sp) if len(cur) else ([], [])
-    roof, c2 = roofline_block(ids, cur) if len(cur) else (Block("roofline", "Roofline", notes=["No cases."]), [])
-    dists, c3 = distribution_blocks(ids, cur) if len(cur) else ([], [])
+    speedup, charts = speedup_blocks(ids, df, cur.speedup_by_key) if len(df) else ([], [])
+    roof, c2 = roofline_block(ids, df, cur.run.environment or {}) if len(df) else (
+        Block("roofline", "Roofline", notes=["No cases."]), [])
+    dists, c3 = distribution_blocks(ids, df) if len(df) else ([], [])
     comps: list[Block] = []
     c4: list[Chart] = []
-    for i in range(len(frames) - 1):
-        blk, cc = comparison_block(ids, frames[i], cur, sources[i], cur_src, runs[i].label, runs[-1].label)
+    for base, cmp in view.comparisons:
+        blk, cc = comparison_block(ids, cmp, base.label, cur.label)
         comps.append(blk)
         c4 += cc
-    models, c5 = model_blocks(ids, cur)
-    counters, c6 = counters_block(ids, cur) if len(cur) else (Block("counters", "Counters"), [])
-    probs = problems_block(ids, [(rv.label, df) for rv, df in zip(runs, frames, strict=True)])
+    models, c5 = model_blocks(ids, df)
+    counters, c6 = counters_block(ids, df) if len(df) else (Block("counters", "Counters"), [])
+    probs = problems_block(ids, [(rv.label, rv.frame) for rv in view.runs])
     suites = sorted({rv.suite for rv in runs})
     return Page(
         title=title or f"accelbench report: {', '.join(suites)}",
@@ -1078,8 +1051,8 @@ def _plotly_js() -> Markup:
     return Markup(re.sub(r"</(script)", r"<\\/\1", js, flags=re.IGNORECASE))
 
 
-def render_html(frames: Sequence[pd.DataFrame], sources: Sequence[str], title: str | None = None) -> str:
-    page = build_page(frames, sources, title)
+def render_html(view: ReportView, title: str | None = None) -> str:
+    page = build_page(view, title)
     figures = {c.id: c.figure for c in page.charts}
     tpl = _env().get_template("report.html.j2")
     return tpl.render(page=page, figures_json=script_json(figures), css=_static("report.css"),
@@ -1087,11 +1060,11 @@ def render_html(frames: Sequence[pd.DataFrame], sources: Sequence[str], title: s
                       n_charts=len(page.charts))
 
 
-def default_output(frames: Sequence[pd.DataFrame]) -> Path:
-    run = frames[-1].attrs.get("run") or {}
-    name = slug(str(run.get("suite") or "run")) + "-" + slug(str(run.get("run_id") or "report"))
-    if len(frames) > 1:
-        name += f"-vs-{len(frames) - 1}"
+def default_output(view: ReportView) -> Path:
+    run = view.current.run
+    name = slug(run.suite or "run") + "-" + slug(run.run_id or "report")
+    if len(view.runs) > 1:
+        name += f"-vs-{len(view.runs) - 1}"
     return Path("reports") / f"{name}.html"
 
 
@@ -1101,11 +1074,11 @@ def write_report(runs: Sequence[str | Path], out: str | Path | None = None, titl
     Returns the path written."""
     if not runs:
         raise UsageError("report: give at least one run directory")
-    frames = [load(r) for r in runs]
-    html_text = render_html(frames, [str(r) for r in runs], title)
-    dest = Path(out) if out is not None else default_output(frames)
+    v = view.load(runs)
+    html_text = render_html(v, title)
+    dest = Path(out) if out is not None else default_output(v)
     if dest.is_dir():
-        dest = dest / default_output(frames).name
+        dest = dest / default_output(v).name
     if dest.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"-o {dest}: the report is an HTML file; name it *.html")
     try:

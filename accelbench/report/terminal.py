@@ -13,9 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..compare import Speedup
-from ..compare import speedups as compare_speedups
 from ..results import CaseRecord, TimingSummary
 from .format import DASH, fmt_pct, fmt_rate, fmt_time, fmt_x, machine_facts, param_text
+from .view import RunView
 
 _STATUS = {"ok": "[green]✓[/]", "failed": "[red]✗ invalid[/]", "skipped": "[yellow]skipped[/]",
            "error": "[red]error[/]"}
@@ -50,18 +50,16 @@ def _metric_cells(c: CaseRecord) -> str:
     return ", ".join(parts)
 
 
-def render(cases: list[CaseRecord], console: Console | None = None, title: str = "",
-           speedups: Sequence[Speedup] | None = None) -> None:
-    """One table per workload; the GPU rows carry compare.speedups' GPU-vs-CPU speedup (the same number
-    ``compare RUN`` and the HTML report show), computed here unless given."""
+def render(rv: RunView, console: Console | None = None, title: str = "") -> None:
+    """One table per workload of the view's run; the GPU rows carry the view's speedups (compare.speedups:
+    the same number ``compare RUN`` and the HTML report show); then the problems."""
     console = console or Console()
-    sp = {s.key: s for s in (speedups if speedups is not None else compare_speedups(cases))}
     by_wl: dict[str, list[CaseRecord]] = defaultdict(list)
-    for c in cases:
+    for c in rv.cases:
         by_wl[c.workload].append(c)
     for wl, rows in by_wl.items():
-        console.print(workload_table(f"{title + ': ' if title else ''}{wl}", rows, sp))
-    problems(cases, console)
+        console.print(workload_table(f"{title + ': ' if title else ''}{wl}", rows, rv.speedup_by_key))
+    problems(rv.cases, console)
 
 
 def _varying(rows: Sequence[CaseRecord]) -> list[str]:
