@@ -182,16 +182,9 @@ def list_cases(
         _print_json([{"case_id": c.case_id(b), "name": c.name, "workload": c.workload, "params": c.params_dict,
                       "backend": b, "location": c.location} for c, b in pairs])
         return
-    from rich.table import Table
+    from .report import terminal
 
-    t = Table(title=f"{s.name}: {len(pairs)} case-backend runs", title_justify="left")
-    t.add_column("#", justify="right")
-    t.add_column("case")
-    t.add_column("backend")
-    t.add_column("defined at")
-    for i, (c, b) in enumerate(pairs, 1):
-        t.add_row(str(i), c.name, b, c.location)
-    out.print(t)
+    out.print(terminal.cases_table(s.name, pairs))
 
 
 @app.command()
@@ -247,20 +240,9 @@ def calibrate_cmd(
     if as_json:
         _print_json(res)
         return
-    from rich.table import Table
+    from .report import terminal
 
-    t = Table(title=f"peaks of this machine (key {res['key']})", title_justify="left")
-    t.add_column("backend")
-    t.add_column("ceiling")
-    t.add_column("value", justify="right")
-    for b in ("gpu", "cpu"):
-        for k, v in (res.get(b) or {}).items():
-            if isinstance(v, float) and (k.endswith("gbps") or k.endswith("gb_per_s") or k.endswith("gflops")):
-                unit = "GFLOP/s" if k.endswith("gflops") else "GB/s"
-                t.add_row(b, k, f"{v:,.1f} {unit}")
-    for k, v in (res.get("theoretical") or {}).items():
-        t.add_row("gpu", f"{k} (theoretical)", f"{v:,.1f} GB/s")
-    out.print(t)
+    out.print(terminal.peaks_table(res))
     if res.get("gpu_skipped"):
         out.print(f"[yellow]gpu skipped:[/] {escape(str(res['gpu_skipped']))}")
     out.print(f"stored in {res['file']}")
@@ -462,7 +444,7 @@ def _run_with_baseline(s: Any, opts: Any, baseline: str, interleave: bool, round
     bad = sum(1 for x in c.cases if x.verdict == "failed")
     return EXIT_FAILED if c.regressions or bad else EXIT_OK
 
-# -- profile (accelbench.models.profile) --
+# -- profile (accelbench.profile) --
 
 
 @app.command("profile")
@@ -480,7 +462,7 @@ def profile_cmd(
 
     Example: accelbench profile suites/cnn.yaml --model mnist-classic --batch 64
     """
-    from .models.profile import profile_suite_model, render
+    from .profile import profile_suite_model, render
 
     res = profile_suite_model(suite, model, backend, batch, dtype)
     if as_json:

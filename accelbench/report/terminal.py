@@ -136,6 +136,34 @@ def machine_table(env: dict[str, Any]) -> Table:
     return facts_table("accelbench info", machine_facts(env))
 
 
+def cases_table(suite: str, pairs: Sequence[tuple[Any, str]]) -> Table:
+    """``accelbench list``: the (case, backend) pairs a suite expands to, in run order."""
+    t = Table(title=escape(f"{suite}: {len(pairs)} case-backend runs"), title_justify="left")
+    t.add_column("#", justify="right")
+    t.add_column("case")
+    t.add_column("backend")
+    t.add_column("defined at")
+    for i, (c, b) in enumerate(pairs, 1):
+        t.add_row(str(i), Text(c.name), b, Text(c.location))
+    return t
+
+
+def peaks_table(res: dict[str, Any]) -> Table:
+    """``accelbench calibrate``: the ceilings measured (and the GPU's theoretical bandwidth)."""
+    t = Table(title=escape(f"peaks of this machine (key {res['key']})"), title_justify="left")
+    t.add_column("backend")
+    t.add_column("ceiling")
+    t.add_column("value", justify="right")
+    for b in ("gpu", "cpu"):
+        for k, v in (res.get(b) or {}).items():
+            if isinstance(v, float) and (k.endswith("gbps") or k.endswith("gb_per_s") or k.endswith("gflops")):
+                unit = "GFLOP/s" if k.endswith("gflops") else "GB/s"
+                t.add_row(b, escape(k), f"{v:,.1f} {unit}")
+    for k, v in (res.get("theoretical") or {}).items():
+        t.add_row("gpu", escape(f"{k} (theoretical)"), f"{v:,.1f} GB/s")
+    return t
+
+
 def summary_line(counts: dict[str, int]) -> str:
     parts = [f"{counts.get(k, 0)} {k}" for k in ("ok", "failed", "error", "skipped")]
     return ", ".join(parts)
