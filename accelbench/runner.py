@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, backends, environment
+from . import __version__, backends
+from . import environment as environment_mod
 from .backends import Backend
 from .errors import BackendUnavailable, UsageError
 from .measure.counters import CounterSampler
@@ -224,46 +225,68 @@ def plan(suite: Suite, opts: RunOptions) -> tuple[list[tuple[Case, str]], dict[s
     return pairs, bes
 
 
-def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_end: Hook | None = None
-              ) -> RunResult:
-    pairs, bes = plan(suite, opts)
-    root = Path(opts.out)
+def new_run(suite: Suite, opts: RunOptions, root: Path, run_id: str | None = None,
+            options: dict[str, Any] | None = None, environment: dict[str, Any] | None = None) -> RunRecord:
+    """The run record of ``suite`` started now under ``opts`` (interleave adds its own options and id)."""
+    return RunRecord(
+        run_id=run_id or new_run_id(root), suite=suite.name, suite_file=suite.file, suite_sha256=suite.sha256,
+        description=suite.description, started_at=now_iso(), accelbench_version=__version__,
+        git=environment_mod.git_info(), argv=list(opts.argv or sys.argv),
+        options={"backends": opts.backends, "filter": opts.filter, "quick": opts.quick, "counters": opts.counters,
+                 "suite_yaml": suite.text, **(options or {})},
+        environment=environment if environment is not None else environment_mod.fingerprint(with_gpu=True),
+    )
+
+
+def open_run(root: Path, run: RunRecord) -> RunWriter:
+    """The run's directory under ``root`` (created), or a UsageError naming why it cannot be written."""
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"{root}: cannot create the results directory: {e.strerror}") from None
-    run = RunRecord(
-        run_id=new_run_id(root), suite=suite.name, suite_file=suite.file, suite_sha256=suite.sha256,
-        description=suite.description, started_at=now_iso(), accelbench_version=__version__,
-        git=environment.git_info(), argv=list(opts.argv or sys.argv),
-        options={"backends": opts.backends, "filter": opts.filter, "quick": opts.quick,
-                 "counters": opts.counters, "suite_yaml": suite.text},
-        environment=environment.fingerprint(with_gpu=True),
-    )
+    try:
+        return RunWriter(root, run)
+    except OSError as e:
+        raise UsageError(f"{root}: cannot write results: {e.strerror}") from None
+
+
+def close_run(writer: RunWriter, interrupted: bool, records: list[CaseRecord]) -> None:
+    writer.close("interrupted" if interrupted else "finished", count_statuses(records))
+
+
+def unavailable_reason(b: str, be: Backend) -> str:
+    return f"GPU unavailable: {be.reason}" if b == "gpu" else be.reason
+
+
+def run_case(case: Case, b: str, be: Backend, run_id: str, quick: bool = False,
+             sampler: CounterSampler | None = None) -> CaseRecord:
+    """One (case, backend) of a run: measured, or skipped with the reason when the backend is unavailable."""
+    if not be.available:
+        return skipped_record(case, b, run_id, unavailable_reason(b, be))
+    return measure_case(case, be, run_id, quick=quick, sampler=sampler)
+
+
+def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_end: Hook | None = None
+              ) -> RunResult:
+    pairs, bes = plan(suite, opts)
+    root = Path(opts.out)
+    run = new_run(suite, opts, root)
     from . import calibrate
 
     # measured ceilings of this machine (from `accelbench calibrate`), so reports show % of peak
     run.environment["peaks"] = calibrate.peaks_for(run.environment)
-    try:
-        writer = RunWriter(root, run)
-    except OSError as e:
-        raise UsageError(f"{root}: cannot write results: {e.strerror}") from None
+    writer = open_run(root, run)
     sampler = CounterSampler(interval_s=opts.counter_interval_s, enabled=opts.counters)
     records: list[CaseRecord] = []
-    status = "finished"
+    interrupted = False
     try:
         sampler.start()
         run.options["counters_capabilities"] = sampler.capabilities()
         writer.write_run()
         for i, (case, b) in enumerate(pairs):
-            be = bes[b]
             if on_start:
                 on_start(i, len(pairs), case, b)
-            if not be.available:
-                rec = skipped_record(case, b, run.run_id, f"GPU unavailable: {be.reason}" if b == "gpu"
-                                     else be.reason)
-            else:
-                rec = measure_case(case, be, run.run_id, quick=opts.quick, sampler=sampler)
+            rec = run_case(case, b, bes[b], run.run_id, quick=opts.quick, sampler=sampler)
             if rec.status == "ok" and run.environment["peaks"]:
                 rec.throughput.update(calibrate.percent_of_peak(rec.model_dump(mode="json"),
                                                                 run.environment["peaks"], run.environment))
@@ -272,10 +295,10 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
             if on_end:
                 on_end(i, len(pairs), rec)
     except KeyboardInterrupt:
-        status = "interrupted"
+        interrupted = True
     finally:
         sampler.stop()
-        writer.close(status, count_statuses(records))  # type: ignore[arg-type]
-    if status == "interrupted":
+        close_run(writer, interrupted, records)
+    if interrupted:
         raise Interrupted(writer.dir)
     return RunResult(run_dir=writer.dir, run=run, cases=records)
