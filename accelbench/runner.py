@@ -147,55 +147,15 @@ def measure_case(case: Case, be: Backend, run_id: str, quick: bool = False,
             wl = case.cls(case.params, be, seed=case.seed)
             wl.setup()
             if case.cls.custom:
-                custom = wl.measure_custom(budget_s=policy.max_time_s, quick=quick)
-                rec.metrics = dict(custom.metrics)
-                if custom.check is not None:
-                    rec.validation = custom.check.to_dict()
-                if custom.samples_s:
-                    rec.timing = Timing(method="custom", samples_s=list(custom.samples_s), stop_reason="custom",
-                                        summary=TimingSummary.of(custom.samples_s))
-                if custom.check is not None and not custom.check.passed:
-                    rec.status, rec.message = "failed", f"FAILED VALIDATION: {custom.check.message}"
-                    rec.timing = None
-                else:
-                    rec.status = "ok"
+                _measure_custom(wl, policy, quick, rec)
             else:
-                wl.run()
-                be.synchronize()
-                chk: Check = wl.check()
-                rec.validation = chk.to_dict()
-                if not chk.passed:
-                    rec.status, rec.message = "failed", f"FAILED VALIDATION: {chk.message}"
-                else:
-                    label = case.case_id(be.name)
-                    cm = sampler.case(label, be.name) if sampler else contextlib.nullcontext(None)
-                    with cm as cc:
-                        if be.is_gpu:
-                            from .measure.gpu import measure_gpu
-
-                            timing, extra = measure_gpu(wl, policy, quick=quick, counters=cc)
-                        else:
-                            timing, extra = CpuTimer().measure(wl.run, policy), {}
-                    if cc is not None:
-                        rec.counters = cc.result()
-                    rec.timing, rec.timings = timing, extra
-                    rec.status = "ok"
+                _validate_and_time(wl, case, be, policy, quick, sampler, rec)
         if rec.timing is not None and rec.status == "ok":
             rec.throughput = throughput(rec.work, rec.timing.summary.median)
     except KeyboardInterrupt:
         raise
-    except CaseTimeout as e:
-        rec.status, rec.message = "error", f"timeout: {e}"
-        rec.timing = None
     except Exception as e:
-        rec.status = "error"
-        rec.timing = None
-        if _is_oom(e):
-            rec.message = f"out of memory: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-        else:
-            tb = traceback.extract_tb(e.__traceback__)
-            where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
-            rec.message = f"{type(e).__name__}: {e}{where}"
+        _record_error(rec, e)
     finally:
         if wl is not None:
             with contextlib.suppress(Exception):
@@ -205,6 +165,62 @@ def measure_case(case: Case, be: Backend, run_id: str, quick: bool = False,
             be.free_memory_pools()
         rec.duration_s = time.perf_counter() - t0
     return rec
+
+
+def _measure_custom(wl: Any, policy: TimingPolicy, quick: bool, rec: CaseRecord) -> None:
+    """A workload that measures itself (e.g. train to accuracy): its metrics, check and samples."""
+    custom = wl.measure_custom(budget_s=policy.max_time_s, quick=quick)
+    rec.metrics = dict(custom.metrics)
+    if custom.check is not None:
+        rec.validation = custom.check.to_dict()
+    if custom.samples_s:
+        rec.timing = Timing(method="custom", samples_s=list(custom.samples_s), stop_reason="custom",
+                            summary=TimingSummary.of(custom.samples_s))
+    if custom.check is not None and not custom.check.passed:
+        rec.status, rec.message = "failed", f"FAILED VALIDATION: {custom.check.message}"
+        rec.timing = None
+    else:
+        rec.status = "ok"
+
+
+def _validate_and_time(wl: Any, case: Case, be: Backend, policy: TimingPolicy, quick: bool,
+                       sampler: CounterSampler | None, rec: CaseRecord) -> None:
+    """Run once and check the output against the reference; only a validated case is timed (under the
+    counters when a sampler is given)."""
+    wl.run()
+    be.synchronize()
+    chk: Check = wl.check()
+    rec.validation = chk.to_dict()
+    if not chk.passed:
+        rec.status, rec.message = "failed", f"FAILED VALIDATION: {chk.message}"
+        return
+    cm = sampler.case(case.case_id(be.name), be.name) if sampler else contextlib.nullcontext(None)
+    with cm as cc:
+        if be.is_gpu:
+            from .measure.gpu import measure_gpu
+
+            timing, extra = measure_gpu(wl, policy, quick=quick, counters=cc)
+        else:
+            timing, extra = CpuTimer().measure(wl.run, policy), {}
+    if cc is not None:
+        rec.counters = cc.result()
+    rec.timing, rec.timings = timing, extra
+    rec.status = "ok"
+
+
+def _record_error(rec: CaseRecord, e: Exception) -> None:
+    """A case-level exception as the record's status and one-line message (out of memory, time-out, or the
+    exception with where it was raised)."""
+    rec.status = "error"
+    rec.timing = None
+    if isinstance(e, CaseTimeout):
+        rec.message = f"timeout: {e}"
+    elif _is_oom(e):
+        rec.message = f"out of memory: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    else:
+        tb = traceback.extract_tb(e.__traceback__)
+        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+        rec.message = f"{type(e).__name__}: {e}{where}"
 
 
 def plan(suite: Suite, opts: RunOptions) -> tuple[list[tuple[Case, str]], dict[str, Backend]]:
