@@ -2,14 +2,13 @@
 
 Rendered from the report view (:mod:`accelbench.report.view`: typed records, speedups, comparisons and
 a chart frame, built once): this module turns it into page models (tables of cells, plotly figures) and
-one jinja2 template lays them out.
+one jinja2 template lays them out. The page carries plotly.js, its CSS and its few lines of JavaScript
+inline, so it opens from a CI artifact or an e-mail with no network.
 
 Modules: model (the page model: cells, tables, charts, blocks), figures (plotly helpers: layout, colours,
-escaping, case labels; figures are plotly.graph_objects), one module per section (header, workloads,
-roofline, distributions, comparison, models, counters, problems), page (the page from the view) and
-render (template, inlined assets, writing the file). The page carries
-plotly.js, its CSS and its few lines of JavaScript inline, so it opens from a CI artifact or an e-mail
-with no network.
+escaping, case labels; every figure is built from plotly.graph_objects), one module per section (header,
+workloads, roofline, distributions, comparison, models, counters, problems), page (the page from the
+view) and render (template, inlined assets, writing the file).
 
 Escaping, because suite names, parameters and error messages are user-supplied:
   * HTML: jinja autoescape on every template variable (never ``|safe`` on data).
