@@ -130,7 +130,10 @@ def run(
     if as_json:
         _print_json({"run_dir": str(res.run_dir), "counts": counts, "cases": terminal.as_json(res.cases)})
     else:
-        terminal.render(res.cases, out, title=s.name)
+        from .compare import LoadedRun
+        from .report import view
+
+        terminal.render(view.run_view(LoadedRun(res.run, res.cases, str(res.run_dir))), out, title=s.name)
         out.print(f"[bold]{terminal.summary_line(counts)}[/]; results in {res.run_dir}")
     raise typer.Exit(EXIT_FAILED if counts["failed"] or counts["error"] else EXIT_OK)
 
@@ -179,16 +182,9 @@ def list_cases(
         _print_json([{"case_id": c.case_id(b), "name": c.name, "workload": c.workload, "params": c.params_dict,
                       "backend": b, "location": c.location} for c, b in pairs])
         return
-    from rich.table import Table
+    from .report import terminal
 
-    t = Table(title=f"{s.name}: {len(pairs)} case-backend runs", title_justify="left")
-    t.add_column("#", justify="right")
-    t.add_column("case")
-    t.add_column("backend")
-    t.add_column("defined at")
-    for i, (c, b) in enumerate(pairs, 1):
-        t.add_row(str(i), c.name, b, c.location)
-    out.print(t)
+    out.print(terminal.cases_table(s.name, pairs))
 
 
 @app.command()
@@ -204,35 +200,9 @@ def info(as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(env)
         return
-    from rich.table import Table
+    from .report import terminal
 
-    t = Table(show_header=False, title="accelbench info", title_justify="left")
-    t.add_column("what", style="bold")
-    t.add_column("value", overflow="fold")
-    cpu = env["cpu"]
-    t.add_row("CPU", f"{cpu['model']} ({cpu['physical_cores']} cores, {cpu['logical_cores']} threads)")
-    for b in env["blas"]:
-        if "error" in b:
-            t.add_row("BLAS", b["error"])
-        else:
-            t.add_row("BLAS", f"{b.get('internal_api')} {b.get('version')} ({b.get('num_threads')} threads, "
-                              f"{b.get('threading_layer')})")
-    t.add_row("memory", f"{env['memory_total_bytes'] / 2**30:.1f} GiB "
-                        f"({env['volatile']['memory_available_bytes'] / 2**30:.1f} GiB available)")
-    t.add_row("OS", env["platform"])
-    t.add_row("Python", f"{env['python']['version']} ({env['python']['executable']})")
-    t.add_row("packages", ", ".join(f"{k} {v}" for k, v in env["packages"].items()))
-    g = env.get("gpu", {})
-    if g.get("available"):
-        t.add_row("GPU", f"{g['name']} (cc {g['compute_capability']}, {g['multiprocessors']} SMs, "
-                         f"{g['memory_total_bytes'] / 2**30:.1f} GiB)")
-        t.add_row("driver / CUDA", f"{g.get('driver_version', '?')} / runtime {g['cuda_runtime_version']}, "
-                                   f"driver API {g['cuda_driver_version']}")
-        if "uuid" in g:
-            t.add_row("GPU UUID", g["uuid"])
-    else:
-        t.add_row("GPU", f"[yellow]none usable: {g.get('reason')}[/]")
-    out.print(t)
+    out.print(terminal.machine_table(env))
 
 
 @app.command()
@@ -270,20 +240,9 @@ def calibrate_cmd(
     if as_json:
         _print_json(res)
         return
-    from rich.table import Table
+    from .report import terminal
 
-    t = Table(title=f"peaks of this machine (key {res['key']})", title_justify="left")
-    t.add_column("backend")
-    t.add_column("ceiling")
-    t.add_column("value", justify="right")
-    for b in ("gpu", "cpu"):
-        for k, v in (res.get(b) or {}).items():
-            if isinstance(v, float) and (k.endswith("gbps") or k.endswith("gb_per_s") or k.endswith("gflops")):
-                unit = "GFLOP/s" if k.endswith("gflops") else "GB/s"
-                t.add_row(b, k, f"{v:,.1f} {unit}")
-    for k, v in (res.get("theoretical") or {}).items():
-        t.add_row("gpu", f"{k} (theoretical)", f"{v:,.1f} GB/s")
-    out.print(t)
+    out.print(terminal.peaks_table(res))
     if res.get("gpu_skipped"):
         out.print(f"[yellow]gpu skipped:[/] {escape(str(res['gpu_skipped']))}")
     out.print(f"stored in {res['file']}")
@@ -369,8 +328,9 @@ def compare(
 
     opts = _compare_options(threshold, alpha, metric, ignore_param)
     if new is None:
-        run = cmp_mod.load_side(base)
-        rows = cmp_mod.speedups(run, metric=opts.metric)
+        from .report import view
+
+        rows = view.run_view(cmp_mod.load_side(base), metric=opts.metric).speedups
         if as_json:
             from dataclasses import asdict
 
@@ -484,7 +444,7 @@ def _run_with_baseline(s: Any, opts: Any, baseline: str, interleave: bool, round
     bad = sum(1 for x in c.cases if x.verdict == "failed")
     return EXIT_FAILED if c.regressions or bad else EXIT_OK
 
-# -- profile (accelbench.models.profile) --
+# -- profile (accelbench.profile) --
 
 
 @app.command("profile")
@@ -502,7 +462,7 @@ def profile_cmd(
 
     Example: accelbench profile suites/cnn.yaml --model mnist-classic --batch 64
     """
-    from .models.profile import profile_suite_model, render
+    from .profile import profile_suite_model, render
 
     res = profile_suite_model(suite, model, backend, batch, dtype)
     if as_json:

@@ -51,10 +51,9 @@ benchmarks/gate_error_rates.py and docs/ci.md.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -63,7 +62,8 @@ import numpy as np
 from scipy import stats as _st
 
 from .errors import ResultsError, UsageError
-from .results import CaseRecord, RunRecord, Timing, read_run
+from .report.format import fmt_change, fmt_time
+from .results import CaseRecord, RunRecord, Timing, TimingSummary, read_run
 
 Verdict = Literal["slower", "faster", "unchanged", "inconclusive", "new", "missing", "failed", "skipped"]
 VERDICTS: tuple[str, ...] = ("slower", "inconclusive", "failed", "missing", "new", "faster", "unchanged",
@@ -324,7 +324,7 @@ class Side:
     value: float  # the chosen metric, seconds
     floor_s: float  # one clock quantum per operation
     n: int
-    summary: dict[str, float]
+    summary: TimingSummary
 
 
 def resolution_per_op_s(t: Timing) -> float:
@@ -340,17 +340,16 @@ def side_of(rec: CaseRecord, metric: str) -> Side | None:
         return None
     x = np.asarray(t.samples_s, dtype=np.float64)
     x = x[np.isfinite(x)]
-    rounds = getattr(t, "rounds", None)
     strata = None
-    if isinstance(rounds, list) and len(rounds) == len(t.samples_s) and x.size == len(rounds):
-        strata = np.asarray(rounds)
+    if t.rounds is not None and len(t.rounds) == len(t.samples_s) and x.size == len(t.rounds):
+        strata = np.asarray(t.rounds)
     if x.size:
         value = _metric(x, metric)
     else:
-        key = {"median": "median", "mean": "mean", "min": "min"}[metric]
-        value = float(t.summary.get(key, math.nan))
+        v = {"median": t.summary.median, "mean": t.summary.mean, "min": t.summary.min}[metric]
+        value = float(v) if v is not None else math.nan
     return Side(samples=x, strata=strata, value=value, floor_s=resolution_per_op_s(t), n=int(x.size),
-                summary=dict(t.summary))
+                summary=t.summary)
 
 
 def _summary_ratio(b: Side, n: Side, metric: str, level: float) -> tuple[RatioCI, float, float]:
@@ -359,13 +358,11 @@ def _summary_ratio(b: Side, n: Side, metric: str, level: float) -> tuple[RatioCI
     the standard deviation. An approximation, named as such in the result."""
 
     def se_rel(s: Side) -> float:
-        nn = float(s.summary.get("n") or 0)
+        nn = float(s.summary.n or 0)
         if nn < 2 or not s.value > 0:
             return math.inf
-        if metric == "mean":
-            sd = float(s.summary.get("stdev", math.nan))
-        else:
-            sd = float(s.summary.get("iqr", math.nan)) / 1.349 * 1.2533
+        spread = s.summary.stdev if metric == "mean" else s.summary.iqr
+        sd = math.nan if spread is None else (spread if metric == "mean" else spread / 1.349 * 1.2533)
         return sd / math.sqrt(nn) / s.value if math.isfinite(sd) else math.inf
 
     if not (b.value > 0 and n.value > 0):
@@ -383,29 +380,6 @@ def _summary_ratio(b: Side, n: Side, metric: str, level: float) -> tuple[RatioCI
 
 
 # ---------------------------------------------------------------- matching
-
-
-CASE_ID_RE = re.compile(r"^(?P<suite>[^/]*)/(?P<workload>[^/\[]+)(?:\[(?P<label>[^\]]*)\])?/(?P<params>.*)@(?P<backend>\w+)$")
-
-
-def label_of(rec: CaseRecord) -> str | None:
-    lab = getattr(rec, "label", None)
-    if lab:
-        return str(lab)
-    m = CASE_ID_RE.match(rec.case_id)
-    return m.group("label") if m and m.group("label") else None
-
-
-def match_key(rec: CaseRecord, ignore_params: Iterable[str] = ()) -> str:
-    """The identity compare matches on: the case id (suite, workload, label, params, backend), rebuilt
-    without the ignored parameters when some are named."""
-    ign = set(ignore_params)
-    if not ign:
-        return rec.case_id
-    params = {k: v for k, v in rec.params.items() if k not in ign}
-    lab = label_of(rec)
-    p = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
-    return f"{rec.suite}/{rec.workload}{f'[{lab}]' if lab else ''}/{p}@{rec.backend}"
 
 
 def case_threshold(rec: CaseRecord, default: float) -> float:
@@ -597,7 +571,7 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
     def index(cases: list[CaseRecord], which: str) -> dict[str, CaseRecord]:
         out: dict[str, CaseRecord] = {}
         for c in cases:
-            k = match_key(c, ign)
+            k = c.key.match_key(ign)
             if k in out:
                 raise ResultsError(f"{which}: two cases share the identity {k}"
                                    + (" once the ignored parameters are dropped" if ign else ""))
@@ -661,12 +635,16 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
                       interleaved=paired, base_suite=base.run.suite, new_suite=new.run.suite)
 
 
-def speedups(run: LoadedRun, metric: str = "median", level: float = DEFAULT_LEVEL) -> list[Speedup]:
-    """GPU-vs-CPU speedup (CPU time / GPU time) with its CI for every case measured on both backends."""
+def speedups(run: LoadedRun | Sequence[CaseRecord], metric: str = "median", level: float = DEFAULT_LEVEL
+             ) -> list[Speedup]:
+    """GPU-vs-CPU speedup (CPU time / GPU time) with its CI for every case measured on both backends: the
+    one definition every reporter shows (terminal, Markdown, ``compare RUN``, HTML), by the method compare
+    uses for two runs (batch means and Hodges-Lehmann; see the module docstring), largest first."""
+    cases = run.cases if isinstance(run, LoadedRun) else run
     by: dict[str, dict[str, CaseRecord]] = {}
-    for c in run.cases:
+    for c in cases:
         if c.status == "ok" and c.timing is not None:
-            by.setdefault(c.case_id.rsplit("@", 1)[0], {})[c.backend] = c
+            by.setdefault(c.key.pair_key, {})[c.backend] = c
     out = []
     for key, d in by.items():
         if "gpu" not in d or "cpu" not in d:
@@ -698,21 +676,6 @@ def load_side(path: str | Path) -> LoadedRun:
 
 
 # ---------------------------------------------------------------- formatting
-
-
-def fmt_time(s: float | None) -> str:
-    if s is None or not math.isfinite(s):
-        return "-"
-    for unit, f in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
-        if abs(s) >= f:
-            return f"{s / f:.3g} {unit}"
-    return f"{s / 1e-9:.3g} ns"
-
-
-def fmt_change(r: float | None) -> str:
-    if r is None or not math.isfinite(r):
-        return "inf" if r is not None and r > 0 else "-"
-    return f"{(r - 1) * 100:+.1f}%"
 
 
 def parse_fraction(text: str) -> float:

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ResultsError, UsageError
-from .measure.stats import summarize
-from .results import SCHEMA_VERSION, CaseRecord, RunRecord, Timing
+from .identity import CaseKey
+from .results import SCHEMA_VERSION, CaseRecord, RunRecord, Timing, TimingSummary
 
 FORMATS = ("pytest-benchmark", "gab-smaller", "gab-bigger", "bencher")
 
@@ -177,12 +177,12 @@ def import_pytest_benchmark(path: str | Path) -> tuple[RunRecord, list[CaseRecor
         try:
             if isinstance(data, list) and data:
                 samples = [float(v) for v in data]
-                summary = summarize(samples).to_dict()
+                summary = TimingSummary.of(samples)
             else:
                 samples = []
-                summary = {"n": float(st["rounds"]), "median": float(st["median"]), "mean": float(st["mean"]),
-                           "min": float(st["min"]), "max": float(st["max"]), "stdev": float(st["stddev"]),
-                           "q1": float(st["q1"]), "q3": float(st["q3"]), "iqr": float(st["iqr"])}
+                summary = TimingSummary(n=int(st["rounds"]), median=float(st["median"]), mean=float(st["mean"]),
+                                        min=float(st["min"]), max=float(st["max"]), stdev=float(st["stddev"]),
+                                        q1=float(st["q1"]), q3=float(st["q3"]), iqr=float(st["iqr"]))
         except (KeyError, TypeError, ValueError) as e:
             raise ResultsError(f"{where}: stats are incomplete or not numbers ({e})") from None
         if not all(math.isfinite(v) for v in samples):
@@ -194,9 +194,10 @@ def import_pytest_benchmark(path: str | Path) -> tuple[RunRecord, list[CaseRecor
         backend: Literal["gpu", "cpu"] = "gpu" if extra.get("backend") == "gpu" else "cpu"
         params: dict[str, Any] = extra["params"] if isinstance(extra.get("params"), dict) else (
             b["params"] if isinstance(b.get("params"), dict) else {})
+        workload = str(extra.get("workload") or b.get("group") or name.split("[", 1)[0])
         cases.append(CaseRecord(
             schema_version=SCHEMA_VERSION, run_id=run_id, case_id=case_id, suite=str(extra.get("suite") or suite),
-            workload=str(extra.get("workload") or b.get("group") or name.split("[", 1)[0]), name=name,
+            workload=workload, name=name, label=_import_label(case_id, name, workload),
             params=params or {}, backend=backend, status="ok",
             definition_hash=str(extra.get("definition_hash") or ""), timing=timing,
             thresholds=extra["thresholds"] if isinstance(extra.get("thresholds"), dict) else {},
@@ -204,6 +205,15 @@ def import_pytest_benchmark(path: str | Path) -> tuple[RunRecord, list[CaseRecor
         ))
     run.counts = {"ok": len(cases)}
     return run, cases
+
+
+def _import_label(case_id: str, name: str, workload: str) -> str | None:
+    """The entry label of an imported case: an accelbench id's own; a foreign benchmark's name when it says
+    more than its group (``test_x[4]`` in group ``test_x``), so that its identity stays its own."""
+    try:
+        return CaseKey.parse(case_id).label
+    except ValueError:
+        return name if name != workload else None
 
 
 # ---------------------------------------------------------------- github-action-benchmark
@@ -214,8 +224,12 @@ def _throughput(c: CaseRecord) -> tuple[float, str] | None:
     for key, unit in (("gflops", "GFLOP/s"), ("gbps", "GB/s"), ("items_per_s", f"{c.work.get('item_unit') or 'items'}/s")):
         if tp.get(key):
             return float(tp[key]), unit
-    med = c.timing.summary.get("median") if c.timing else None
+    med = c.timing.summary.median if c.timing else None
     return (1.0 / med, "ops/s") if med else None
+
+
+def _or(v: float | None, default: float) -> float:
+    return float(v) if v is not None else default
 
 
 def to_github_action_benchmark(cases: Sequence[CaseRecord], bigger_is_better: bool = False) -> list[dict[str, Any]]:
@@ -224,8 +238,8 @@ def to_github_action_benchmark(cases: Sequence[CaseRecord], bigger_is_better: bo
         t = c.timing
         assert t is not None
         s = t.summary
-        med = float(s.get("median", math.nan))
-        lo, hi = float(s.get("ci_low", med)), float(s.get("ci_high", med))
+        med = _or(s.median, math.nan)
+        lo, hi = _or(s.ci_low, med), _or(s.ci_high, med)
         extra = f"case_id: {c.case_id}\nsamples: {len(t.samples_s)}\nmethod: {t.method}"
         if bigger_is_better:
             tp = _throughput(c)
@@ -251,8 +265,8 @@ def to_bencher(cases: Sequence[CaseRecord]) -> dict[str, Any]:
         t = c.timing
         assert t is not None
         s = t.summary
-        med = float(s["median"])
-        lo, hi = float(s.get("ci_low", med)), float(s.get("ci_high", med))
+        med = _or(s.median, math.nan)
+        lo, hi = _or(s.ci_low, med), _or(s.ci_high, med)
         entry: dict[str, Any] = {"latency": {"value": med * 1e9, "lower_value": lo * 1e9, "upper_value": hi * 1e9}}
         if med > 0:
             entry["throughput"] = {"value": 1.0 / med, "lower_value": 1.0 / hi if hi > 0 else 0.0,

@@ -24,21 +24,29 @@ from __future__ import annotations
 import math
 import random
 import secrets
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__, environment
+from . import environment
 from .backends import Backend
-from .compare import MIN_ROUNDS, CompareOptions, Comparison, LoadedRun, compare_runs, match_key
+from .compare import MIN_ROUNDS, CompareOptions, Comparison, LoadedRun, compare_runs
 from .errors import ResultsError, SuiteError, UsageError
-from .measure.stats import summarize
 from .measure.timing import CpuTimer, TimingPolicy
-from .results import CaseRecord, RunRecord, RunWriter, Timing, new_run_id, now_iso, read_run
-from .runner import RunOptions, count_statuses, measure_case, plan, skipped_record, throughput
+from .results import CaseRecord, RunRecord, RunWriter, Timing, TimingSummary, new_run_id, read_run
+from .runner import (
+    Interrupted,
+    RunOptions,
+    close_run,
+    measure_case,
+    new_run,
+    open_run,
+    plan,
+    run_case,
+    throughput,
+)
 from .suite import Case, Suite, parse
 
 DEFAULT_ROUNDS = 20
@@ -108,25 +116,68 @@ def merge_rounds(recs: list[CaseRecord], case: Case, backend: str, run_id: str) 
     t0 = first.timing
     assert t0 is not None
     timing = Timing(method=t0.method, samples_s=samples, inner_loops=min(loops), warmup=t0.warmup,
-                    stop_reason="interleaved", total_time_s=total, summary=summarize(samples).to_dict(),
+                    stop_reason="interleaved", total_time_s=total, summary=TimingSummary.of(samples),
                     clock_resolution_s=t0.clock_resolution_s,
-                    notes=[f"{len(recs)} interleaved rounds; inner loops per round {loops}"],
-                    rounds=rounds)  # type: ignore[call-arg]  # extra field (Timing allows extras): each sample's round
+                    notes=[f"{len(recs)} interleaved rounds; inner loops per round {loops}"], rounds=rounds)
     out = first.model_copy(deep=True)
     out.run_id = run_id
     out.timing = timing
     out.timings = {}
     out.definition_hash = case.definition_hash()
     out.duration_s = sum(r.duration_s for r in recs)
-    out.throughput = throughput(out.work, timing.summary.get("median"))
+    out.throughput = throughput(out.work, timing.summary.median)
     return out
 
 
-def _time_loops(fn: Callable[[], Any], loops: int) -> float:
-    t0 = time.perf_counter_ns()
-    for _ in range(loops):
-        fn()
-    return (time.perf_counter_ns() - t0) * 1e-9
+@dataclass
+class _PairSamples:
+    """Both sides' per-operation samples, each pair's round and number, and the loop count per round."""
+
+    base: list[float] = field(default_factory=list)
+    new: list[float] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)
+    loops: list[int] = field(default_factory=list)
+    total_s: float = 0.0
+
+
+def _tiny(p: TimingPolicy) -> TimingPolicy:
+    """Three samples, no warm-up time: enough for the runner to validate a side and give its record."""
+    return replace(p, min_samples=3, max_samples=3, min_time_s=0.0, max_time_s=1e-3, warmup=1, warmup_time_s=0.0)
+
+
+def _pair_round(r: int, bcase: Case, ncase: Case, be: Backend, pb: TimingPolicy, pn: TimingPolicy, rounds: int,
+                rng: random.Random, out: _PairSamples) -> None:
+    """One round: both workloads set up afresh (a random-size allocation held through the round and a
+    random set-up order, so where the two sides' buffers land differs from round to round), warmed up, and
+    timed in pairs with the baseline's inner-loop count, the order inside each pair drawn at random."""
+    per_round_s = max(pb.max_time_s, pn.max_time_s) / rounds
+    min_pairs = max(3, math.ceil(max(pb.min_samples, pn.min_samples) / rounds))
+    max_pairs = max(3, math.ceil(min(pb.max_samples, pn.max_samples) / rounds))
+    warm = replace(pb, warmup_time_s=pb.warmup_time_s / rounds)
+    wb = bcase.cls(bcase.params, be, seed=bcase.seed)
+    wn = ncase.cls(ncase.params, be, seed=ncase.seed)
+    pad = bytearray(rng.randrange(1, 1 << 16) * 64)
+    try:
+        for w in ((wb, wn) if rng.random() < 0.5 else (wn, wb)):
+            w.setup()
+        timer = CpuTimer()
+        loops, _ = timer.calibrate(wb.run, warm)
+        timer.calibrate(wn.run, warm)  # its warm-up; both sides then use the baseline's loop count
+        out.loops.append(loops)
+        t0 = time.perf_counter()
+        k = 0
+        while k < max_pairs and (k < min_pairs or time.perf_counter() - t0 < 2 * per_round_s):
+            first, second = (wb, wn) if rng.random() < 0.5 else (wn, wb)
+            t = {id(first): timer.time_loops(first.run, loops), id(second): timer.time_loops(second.run, loops)}
+            out.base.append(t[id(wb)] / loops)
+            out.new.append(t[id(wn)] / loops)
+            out.rounds.append(r)
+            k += 1
+        out.total_s += time.perf_counter() - t0
+    finally:
+        wb.teardown()
+        wn.teardown()
+        del pad
 
 
 def measure_pair_cpu(bcase: Case, ncase: Case, be: Backend, base_run_id: str, new_run_id: str, rounds: int,
@@ -135,88 +186,70 @@ def measure_pair_cpu(bcase: Case, ncase: Case, be: Backend, base_run_id: str, ne
 
     First each side goes through the runner's own ``measure_case`` with a 3-sample policy: that validates
     its output and yields a complete record (or the failure, recorded as the runner records it). Then, in
-    each of ``rounds`` rounds, both workloads are set up afresh (new allocations, so layout effects
-    average out over rounds), warmed up, and timed in pairs with the same inner-loop count, the order
-    inside each pair drawn at random, so neither side systematically runs first. Pairs cancel the
-    machine's moment-to-moment load; rounds average set-up effects; compare tests over rounds."""
+    each of ``rounds`` rounds (:func:`_pair_round`), both workloads are set up afresh, warmed up and timed
+    in pairs. Pairs cancel the machine's moment-to-moment load; rounds average set-up effects; compare
+    tests over rounds."""
     pb = bcase.timing.quick() if quick else bcase.timing
     pn = ncase.timing.quick() if quick else ncase.timing
-
-    def tiny(p: TimingPolicy) -> TimingPolicy:
-        return replace(p, min_samples=3, max_samples=3, min_time_s=0.0, max_time_s=1e-3, warmup=1,
-                       warmup_time_s=0.0)
-
-    tb = measure_case(replace(bcase, timing=tiny(pb)), be, base_run_id)
-    tn = measure_case(replace(ncase, timing=tiny(pn)), be, new_run_id)
+    tb = measure_case(replace(bcase, timing=_tiny(pb)), be, base_run_id)
+    tn = measure_case(replace(ncase, timing=_tiny(pn)), be, new_run_id)
     tb.definition_hash, tn.definition_hash = bcase.definition_hash(), ncase.definition_hash()
     if tb.status != "ok" or tn.status != "ok":
         return tb, tn
     rng = random.Random(seed)
-    per_round_s = max(pb.max_time_s, pn.max_time_s) / rounds
-    min_pairs = max(3, math.ceil(max(pb.min_samples, pn.min_samples) / rounds))
-    max_pairs = max(3, math.ceil(min(pb.max_samples, pn.max_samples) / rounds))
-    warm = replace(pb, warmup_time_s=pb.warmup_time_s / rounds)
-    xs: dict[str, list[float]] = {"b": [], "n": []}
-    tags: list[int] = []
-    pair_ids: list[int] = []
-    loops_used: list[int] = []
-    total = 0.0
+    got = _PairSamples()
     t_all = time.perf_counter()
     try:
         for r in range(rounds):
-            wb = bcase.cls(bcase.params, be, seed=bcase.seed)
-            wn = ncase.cls(ncase.params, be, seed=ncase.seed)
-            # a random-size allocation held through the round, and a random set-up order, so where the
-            # two sides' buffers land differs from round to round (layout effects average over rounds)
-            pad = bytearray(rng.randrange(1, 1 << 16) * 64)
-            try:
-                for w in ((wb, wn) if rng.random() < 0.5 else (wn, wb)):
-                    w.setup()
-                timer = CpuTimer()
-                loops, _ = timer.calibrate(wb.run, warm)
-                timer.calibrate(wn.run, warm)  # its warm-up; both sides then use the baseline's loop count
-                loops_used.append(loops)
-                t0 = time.perf_counter()
-                k = 0
-                while k < max_pairs and (k < min_pairs or time.perf_counter() - t0 < 2 * per_round_s):
-                    if rng.random() < 0.5:
-                        a = _time_loops(wb.run, loops)
-                        b = _time_loops(wn.run, loops)
-                    else:
-                        b = _time_loops(wn.run, loops)
-                        a = _time_loops(wb.run, loops)
-                    xs["b"].append(a / loops)
-                    xs["n"].append(b / loops)
-                    tags.append(r)
-                    pair_ids.append(len(pair_ids))
-                    k += 1
-                total += time.perf_counter() - t0
-            finally:
-                wb.teardown()
-                wn.teardown()
-                del pad
+            _pair_round(r, bcase, ncase, be, pb, pn, rounds, rng, got)
     except Exception as e:  # a case-level failure after validation passed: recorded, the session goes on
         for rec in (tb, tn):
             rec.status, rec.timing = "error", None
             rec.message = f"interleaved sampling: {type(e).__name__}: {e}"
         return tb, tn
-    for rec, key in ((tb, "b"), (tn, "n")):
-        t = Timing(method="cpu-perf_counter", samples_s=xs[key], inner_loops=min(loops_used), warmup=0,
-                   stop_reason="interleaved", total_time_s=total, summary=summarize(xs[key]).to_dict(),
+    for rec, xs in ((tb, got.base), (tn, got.new)):
+        t = Timing(method=CpuTimer.method, samples_s=xs, inner_loops=min(got.loops), warmup=0,
+                   stop_reason="interleaved", total_time_s=got.total_s, summary=TimingSummary.of(xs),
                    notes=[f"{rounds} interleaved rounds, pairs timed alternately in random order; inner loops "
-                          f"per round {loops_used}"],
-                   rounds=list(tags), pairs=list(pair_ids))  # type: ignore[call-arg]  # extra fields
+                          f"per round {got.loops}"],
+                   rounds=list(got.rounds), pairs=list(range(len(xs))))
         rec.timing, rec.timings = t, {}
         rec.duration_s += time.perf_counter() - t_all
-        rec.throughput = throughput(rec.work, t.summary.get("median"))
+        rec.throughput = throughput(rec.work, t.summary.median)
     return tb, tn
 
 
-def run_interleaved(base_dir: str | Path, suite: Suite, opts: RunOptions, rounds: int = DEFAULT_ROUNDS,
-                    ignore_params: tuple[str, ...] = (), progress: Progress | None = None) -> InterleaveResult:
-    """Measure the baseline run's suite and ``suite`` alternately, ``rounds`` rounds per matched case."""
-    if rounds < MIN_ROUNDS:
-        raise UsageError(f"--rounds {rounds}: interleaving needs at least {MIN_ROUNDS} rounds")
+Side = tuple[str, tuple[Case, str], RunWriter, list[CaseRecord]]  # tag, (case, backend), writer, done
+
+
+@dataclass
+class _Session:
+    """The two sides of an interleaved session: their matched cases, backends and open runs."""
+
+    base_by: dict[str, tuple[Case, str]]
+    new_by: dict[str, tuple[Case, str]]
+    bes: dict[str, Backend]
+    wb: RunWriter
+    wn: RunWriter
+    done_b: list[CaseRecord] = field(default_factory=list)
+    done_n: list[CaseRecord] = field(default_factory=list)
+
+    def order(self) -> list[str]:
+        return list(self.new_by) + [k for k in self.base_by if k not in self.new_by]
+
+    def sides(self, k: str) -> list[Side]:
+        out: list[Side] = []
+        if k in self.base_by:
+            out.append(("b", self.base_by[k], self.wb, self.done_b))
+        if k in self.new_by:
+            out.append(("n", self.new_by[k], self.wn, self.done_n))
+        return out
+
+
+def _open_session(base_dir: str | Path, suite: Suite, opts: RunOptions, rounds: int,
+                  ignore_params: tuple[str, ...]) -> _Session:
+    """Both suites planned on the candidate's backends, their cases matched by identity, both runs opened
+    (tagged with one session id) through the runner."""
     bsuite, brun = baseline_suite(base_dir, Path(suite.file).resolve().parent)
     new_pairs, bes = plan(suite, opts)
     # the baseline side runs whatever backends the candidate side selected
@@ -226,88 +259,77 @@ def run_interleaved(base_dir: str | Path, suite: Suite, opts: RunOptions, rounds
     except UsageError:
         base_pairs, bbes = [], {}
     bes.update(bbes)
-
-    def key(case: Case, b: str) -> str:
-        rec = skipped_record(case, b, "", "")
-        return match_key(rec, ignore_params)
-
-    base_by = {key(c, b): (c, b) for c, b in base_pairs}
-    new_by = {key(c, b): (c, b) for c, b in new_pairs}
-    order = list(new_by) + [k for k in base_by if k not in new_by]
     root = Path(opts.out)
-    root.mkdir(parents=True, exist_ok=True)
     session = secrets.token_hex(6)
     env = environment.fingerprint(with_gpu=True)
 
     def writer(role: str, s: Suite) -> RunWriter:
-        run = RunRecord(
-            run_id=new_run_id(root) + f"-{role}", suite=s.name, suite_file=s.file, suite_sha256=s.sha256,
-            description=s.description, started_at=now_iso(), accelbench_version=__version__,
-            git=environment.git_info(), argv=list(opts.argv or sys.argv),
-            options={"backends": opts.backends, "filter": opts.filter, "quick": opts.quick, "counters": False,
-                     "suite_yaml": s.text,
-                     "interleave": {"session": session, "role": role, "rounds": rounds,
-                                    "baseline_run": str(base_dir), "baseline_run_id": brun.run_id,
-                                    "ignore_params": list(ignore_params)}},
-            environment=env,
-        )
-        return RunWriter(root, run)
+        il = {"session": session, "role": role, "rounds": rounds, "baseline_run": str(base_dir),
+              "baseline_run_id": brun.run_id, "ignore_params": list(ignore_params)}
+        run = new_run(s, replace(opts, counters=False), root, run_id=new_run_id(root) + f"-{role}",
+                      options={"interleave": il}, environment=env)
+        return open_run(root, run)
 
-    wb, wn = writer("baseline", bsuite), writer("candidate", suite)
-    done_b: list[CaseRecord] = []
-    done_n: list[CaseRecord] = []
-    status = "finished"
+    return _Session(base_by={c.key(b).match_key(ignore_params): (c, b) for c, b in base_pairs},
+                    new_by={c.key(b).match_key(ignore_params): (c, b) for c, b in new_pairs},
+                    bes=bes, wb=writer("baseline", bsuite), wn=writer("candidate", suite))
+
+
+def _measure_rounds(sides: list[Side], bes: dict[str, Backend], rounds: int, quick: bool) -> list[CaseRecord]:
+    """Each side's case in ``rounds`` rounds of 1/rounds of its budget, base first in even rounds and new
+    first in odd ones; one merged record per side."""
+    per: dict[str, list[CaseRecord]] = {s[0]: [] for s in sides}
+    for r in range(rounds):
+        for tag, (case, b), w, _ in (sides if r % 2 == 0 else sides[::-1]):
+            if bes[b].available:
+                per[tag].append(measure_case(round_policy(case, rounds, quick), bes[b], w.run.run_id))
+        if any(rec and rec[-1].status != "ok" for rec in per.values()):
+            break  # a failing case fails in every round; do not spend the budget on it
+    out = []
+    for tag, (case, b), w, _ in sides:
+        if not bes[b].available or (per[tag] and per[tag][0].status == "skipped"):
+            out.append(per[tag][0] if per[tag] else run_case(case, b, bes[b], w.run.run_id))
+        else:
+            out.append(merge_rounds(per[tag], case, b, w.run.run_id))
+    return out
+
+
+def _measure_matched(i: int, sides: list[Side], ses: _Session, rounds: int, quick: bool) -> list[CaseRecord]:
+    """One matched case: on the CPU the two sides alternate pair by pair (measure_pair_cpu), elsewhere
+    (the GPU, custom workloads, a case only one side has) round by round."""
+    if len(sides) == 2 and sides[0][1][1] == "cpu" and not any(s[1][0].cls.custom for s in sides):
+        (_, (cb, b), _, _), (_, (cn, _), _, _) = sides
+        return list(measure_pair_cpu(cb, cn, ses.bes[b], ses.wb.run.run_id, ses.wn.run.run_id, rounds, quick,
+                                     seed=i))
+    return _measure_rounds(sides, ses.bes, rounds, quick)
+
+
+def run_interleaved(base_dir: str | Path, suite: Suite, opts: RunOptions, rounds: int = DEFAULT_ROUNDS,
+                    ignore_params: tuple[str, ...] = (), progress: Progress | None = None) -> InterleaveResult:
+    """Measure the baseline run's suite and ``suite`` alternately, ``rounds`` rounds per matched case."""
+    if rounds < MIN_ROUNDS:
+        raise UsageError(f"--rounds {rounds}: interleaving needs at least {MIN_ROUNDS} rounds")
+    ses = _open_session(base_dir, suite, opts, rounds, ignore_params)
+    order = ses.order()
+    interrupted = False
     try:
         for i, k in enumerate(order):
             if progress:
                 progress(i, len(order), k)
-            sides: list[tuple[str, tuple[Case, str], RunWriter, list[CaseRecord]]] = []
-            if k in base_by:
-                sides.append(("b", base_by[k], wb, done_b))
-            if k in new_by:
-                sides.append(("n", new_by[k], wn, done_n))
-            if len(sides) == 2 and sides[0][1][1] == "cpu" and not sides[0][1][0].cls.custom \
-                    and not sides[1][1][0].cls.custom:
-                (_, (cb, b), _, _), (_, (cn, _), _, _) = sides
-                rb, rn = measure_pair_cpu(cb, cn, bes[b], wb.run.run_id, wn.run.run_id, rounds, opts.quick,
-                                          seed=i)
-                for rec, w, done in ((rb, wb, done_b), (rn, wn, done_n)):
-                    w.append(rec)
-                    done.append(rec)
-                continue
-            per: dict[str, list[CaseRecord]] = {s[0]: [] for s in sides}
-            for r in range(rounds):
-                seq = sides if r % 2 == 0 else sides[::-1]
-                for tag, (case, b), w, _ in seq:
-                    be: Backend = bes[b]
-                    if not be.available:
-                        continue
-                    per[tag].append(measure_case(round_policy(case, rounds, opts.quick), be, w.run.run_id))
-                if any(rec and rec[-1].status != "ok" for rec in per.values()):
-                    break  # a failing case fails in every round; do not spend the budget on it
-            for tag, (case, b), w, done in sides:
-                be = bes[b]
-                if not be.available:
-                    rec = skipped_record(case, b, w.run.run_id, f"GPU unavailable: {be.reason}" if b == "gpu"
-                                         else be.reason)
-                elif per[tag] and per[tag][0].status == "skipped":
-                    rec = per[tag][0]
-                else:
-                    rec = merge_rounds(per[tag], case, b, w.run.run_id)
+            sides = ses.sides(k)
+            for (_, _, w, done), rec in zip(sides, _measure_matched(i, sides, ses, rounds, opts.quick), strict=True):
                 w.append(rec)
                 done.append(rec)
     except KeyboardInterrupt:
-        status = "interrupted"
+        interrupted = True
     finally:
-        wb.close(status, count_statuses(done_b))  # type: ignore[arg-type]
-        wn.close(status, count_statuses(done_n))  # type: ignore[arg-type]
-    if status == "interrupted":
-        from .runner import Interrupted
-
-        raise Interrupted(wn.dir)
-    return InterleaveResult(base_dir=wb.dir, new_dir=wn.dir,
-                            base=LoadedRun(wb.run, done_b, str(wb.dir)),
-                            new=LoadedRun(wn.run, done_n, str(wn.dir)))
+        close_run(ses.wb, interrupted, ses.done_b)
+        close_run(ses.wn, interrupted, ses.done_n)
+    if interrupted:
+        raise Interrupted(ses.wn.dir)
+    return InterleaveResult(base_dir=ses.wb.dir, new_dir=ses.wn.dir,
+                            base=LoadedRun(ses.wb.run, ses.done_b, str(ses.wb.dir)),
+                            new=LoadedRun(ses.wn.run, ses.done_n, str(ses.wn.dir)))
 
 
 def run_with_baseline(suite: Suite, opts: RunOptions, baseline: str | Path, interleave: bool,

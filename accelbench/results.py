@@ -6,6 +6,9 @@ A run directory ``results/<run-id>/`` holds:
 
 Format history (bump SCHEMA_VERSION on any incompatible change, and note it here):
   1  (accelbench 0.1.0) first format.
+  2  case records carry ``label`` (the suite entry's label, part of the identity) as a field; a timing
+     declares ``rounds`` and ``pairs`` (interleaved runs) and its ``summary`` is a declared model
+     (TimingSummary). Version 1 files are still read: a missing ``label`` comes from ``case_id``.
 
 Units: every time is in seconds (fields end in ``_s`` or live under a ``unit: "s"`` timing block),
 bytes in bytes, flops in floating-point operations, throughput fields name their unit (gflops = 1e9
@@ -14,9 +17,11 @@ flop/s, gbps = 1e9 bytes/s, items_per_s).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -26,8 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ResultsError
 from .identity import CaseKey
+from .measure.stats import summarize
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RUN_FILE = "run.json"
 CASES_FILE = "cases.jsonl"
 
@@ -36,6 +42,32 @@ Status = Literal["ok", "failed", "skipped", "error"]
 
 class _Rec(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+class TimingSummary(_Rec):
+    """:class:`accelbench.measure.stats.Summary` as stored (seconds, except ``n``, the fractions ``cv`` and
+    ``rel_ci_halfwidth`` and ``ci_level``). A field is None when its source did not give it (an import
+    that carried only some statistics)."""
+
+    n: int = 0
+    median: float | None = None
+    mean: float | None = None
+    min: float | None = None
+    max: float | None = None
+    stdev: float | None = None
+    q1: float | None = None
+    q3: float | None = None
+    iqr: float | None = None
+    cv: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ci_level: float | None = None
+    rel_ci_halfwidth: float | None = None
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> TimingSummary:
+        """The summary of ``samples`` (seconds), by measure.stats.summarize."""
+        return cls.model_validate(summarize(samples).to_dict())
 
 
 class Timing(_Rec):
@@ -49,10 +81,14 @@ class Timing(_Rec):
     warmup: int = 0  # untimed runs before the first sample
     stop_reason: str = ""  # "rel_ci<target", "max_time", "max_samples", "timeout", "custom"
     total_time_s: float = 0.0  # wall time spent sampling (not counting warm-up)
-    summary: dict[str, float] = Field(default_factory=dict)  # measure.stats.Summary as dict (seconds)
+    summary: TimingSummary = Field(default_factory=TimingSummary)
     clock_resolution_s: float | None = None
     cpu_launch_s: list[float] | None = None  # host-side time per sample (GPU only)
     notes: list[str] = Field(default_factory=list)
+    # interleaved runs (accelbench.interleave): each sample's round, and on the CPU its pair (the two
+    # sides' samples with the same pair number were timed back to back); None otherwise
+    rounds: list[int] | None = None
+    pairs: list[int] | None = None
 
 
 class CaseRecord(_Rec):
@@ -83,8 +119,9 @@ class CaseRecord(_Rec):
 
     @property
     def key(self) -> CaseKey:
-        """The case's identity (accelbench.identity), from the stored id: the one definition."""
-        return CaseKey.parse(self.case_id)
+        """The case's identity (accelbench.identity), from the fields that hold it (suite, workload, label,
+        params, backend); records written before ``label`` existed get it on read (:func:`read_run`)."""
+        return CaseKey.of(self.suite, self.workload, self.label, self.params, self.backend)
 
 
 class RunRecord(_Rec):
@@ -220,7 +257,7 @@ def read_run(path: str | Path) -> tuple[RunRecord, list[CaseRecord]]:
                     raise ResultsError(f"{cf}:{i}:{e.colno}: invalid JSON: {e.msg}") from None
                 _check_version(obj, cf, i)
                 try:
-                    cases.append(CaseRecord.model_validate(obj))
+                    cases.append(CaseRecord.model_validate(_upgrade_case(obj)))
                 except ValidationError as e:
                     raise ResultsError(f"{cf}:{i}: not a case record: {_first_error(e)}") from None
     return run, cases
@@ -235,6 +272,15 @@ def _check_version(obj: Any, f: Path, line: int | None = None) -> None:
         raise ResultsError(f"{where}: schema_version {v} is newer than this accelbench reads ({SCHEMA_VERSION})")
 
 
+def _upgrade_case(obj: dict[str, Any]) -> dict[str, Any]:
+    """A case record of an older schema in today's shape (read once, here; the file is never rewritten).
+    Version 1 records before ``label`` existed keep the label only inside ``case_id``."""
+    if obj.get("schema_version", SCHEMA_VERSION) < 2 and "label" not in obj and isinstance(obj.get("case_id"), str):
+        with contextlib.suppress(ValueError):  # not an accelbench id (an import): it has no entry label
+            obj = {**obj, "label": CaseKey.parse(obj["case_id"]).label}
+    return obj
+
+
 def _first_error(e: ValidationError) -> str:
     err = e.errors()[0]
     loc = ".".join(str(x) for x in err["loc"])
@@ -245,13 +291,21 @@ SUMMARY_FIELDS = ("n", "median", "mean", "min", "max", "stdev", "q1", "q3", "iqr
 
 
 def case_row(run: RunRecord, c: CaseRecord) -> dict[str, Any]:
+    """One case as a row of :func:`load`'s DataFrame: :func:`case_columns` and ``record`` (its dict)."""
+    return {**case_columns(run, c), "record": c.model_dump(mode="json")}
+
+
+def case_columns(run: RunRecord, c: CaseRecord) -> dict[str, Any]:
     """Flatten one case to a DataFrame row. Time columns end in ``_s``."""
-    s = c.timing.summary if c.timing else {}
+    s = c.timing.summary if c.timing else TimingSummary()
     row: dict[str, Any] = {
         "run_id": c.run_id,
         "suite": c.suite,
         "case_id": c.case_id,
+        "pair_key": c.key.pair_key,  # the identity without the backend: pairs GPU and CPU rows
         "workload": c.workload,
+        "label": c.label,
+        "head": c.key.head,  # workload[label]
         "family": c.family,
         "name": c.name,
         "backend": c.backend,
@@ -266,7 +320,7 @@ def case_row(run: RunRecord, c: CaseRecord) -> dict[str, Any]:
     }
     for k in SUMMARY_FIELDS:
         key = "n_samples" if k == "n" else ("cv" if k == "cv" else f"{k}_s")
-        row[key] = s.get(k)
+        row[key] = getattr(s, k)
     row["flops"] = c.work.get("flops")
     row["bytes"] = c.work.get("bytes")
     row["items"] = c.work.get("items")
@@ -282,9 +336,8 @@ def case_row(run: RunRecord, c: CaseRecord) -> dict[str, Any]:
         if isinstance(v, (int, float, str, bool)) or v is None:
             row[f"metric.{k}"] = v
     for mode, t in c.timings.items():
-        row[f"{mode}_median_s"] = t.summary.get("median")
+        row[f"{mode}_median_s"] = t.summary.median
     row["gpu_name"] = (run.environment.get("gpu") or {}).get("name") if isinstance(run.environment.get("gpu"), dict) else None
-    row["record"] = c.model_dump(mode="json")
     return row
 
 

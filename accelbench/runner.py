@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, backends, environment
+from . import __version__, backends
+from . import environment as environment_mod
 from .backends import Backend
 from .errors import BackendUnavailable, UsageError
 from .measure.counters import CounterSampler
 from .measure.timing import CpuTimer, TimingPolicy
-from .results import CaseRecord, RunRecord, RunWriter, Timing, new_run_id, now_iso
+from .results import CaseRecord, RunRecord, RunWriter, Timing, TimingSummary, new_run_id, now_iso
 from .suite import Case, Suite, check_memory
 from .workloads.base import Check
 
@@ -146,57 +147,15 @@ def measure_case(case: Case, be: Backend, run_id: str, quick: bool = False,
             wl = case.cls(case.params, be, seed=case.seed)
             wl.setup()
             if case.cls.custom:
-                custom = wl.measure_custom(budget_s=policy.max_time_s, quick=quick)
-                rec.metrics = dict(custom.metrics)
-                if custom.check is not None:
-                    rec.validation = custom.check.to_dict()
-                if custom.samples_s:
-                    from .measure.stats import summarize
-
-                    rec.timing = Timing(method="custom", samples_s=list(custom.samples_s), stop_reason="custom",
-                                        summary=summarize(custom.samples_s).to_dict())
-                if custom.check is not None and not custom.check.passed:
-                    rec.status, rec.message = "failed", f"FAILED VALIDATION: {custom.check.message}"
-                    rec.timing = None
-                else:
-                    rec.status = "ok"
+                _measure_custom(wl, policy, quick, rec)
             else:
-                wl.run()
-                be.synchronize()
-                chk: Check = wl.check()
-                rec.validation = chk.to_dict()
-                if not chk.passed:
-                    rec.status, rec.message = "failed", f"FAILED VALIDATION: {chk.message}"
-                else:
-                    label = case.case_id(be.name)
-                    cm = sampler.case(label, be.name) if sampler else contextlib.nullcontext(None)
-                    with cm as cc:
-                        if be.is_gpu:
-                            from .measure.gpu import measure_gpu
-
-                            timing, extra = measure_gpu(wl, policy, quick=quick, counters=cc)
-                        else:
-                            timing, extra = CpuTimer().measure(wl.run, policy), {}
-                    if cc is not None:
-                        rec.counters = cc.result()
-                    rec.timing, rec.timings = timing, extra
-                    rec.status = "ok"
+                _validate_and_time(wl, case, be, policy, quick, sampler, rec)
         if rec.timing is not None and rec.status == "ok":
-            rec.throughput = throughput(rec.work, rec.timing.summary.get("median"))
+            rec.throughput = throughput(rec.work, rec.timing.summary.median)
     except KeyboardInterrupt:
         raise
-    except CaseTimeout as e:
-        rec.status, rec.message = "error", f"timeout: {e}"
-        rec.timing = None
     except Exception as e:
-        rec.status = "error"
-        rec.timing = None
-        if _is_oom(e):
-            rec.message = f"out of memory: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-        else:
-            tb = traceback.extract_tb(e.__traceback__)
-            where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
-            rec.message = f"{type(e).__name__}: {e}{where}"
+        _record_error(rec, e)
     finally:
         if wl is not None:
             with contextlib.suppress(Exception):
@@ -206,6 +165,62 @@ def measure_case(case: Case, be: Backend, run_id: str, quick: bool = False,
             be.free_memory_pools()
         rec.duration_s = time.perf_counter() - t0
     return rec
+
+
+def _measure_custom(wl: Any, policy: TimingPolicy, quick: bool, rec: CaseRecord) -> None:
+    """A workload that measures itself (e.g. train to accuracy): its metrics, check and samples."""
+    custom = wl.measure_custom(budget_s=policy.max_time_s, quick=quick)
+    rec.metrics = dict(custom.metrics)
+    if custom.check is not None:
+        rec.validation = custom.check.to_dict()
+    if custom.samples_s:
+        rec.timing = Timing(method="custom", samples_s=list(custom.samples_s), stop_reason="custom",
+                            summary=TimingSummary.of(custom.samples_s))
+    if custom.check is not None and not custom.check.passed:
+        rec.status, rec.message = "failed", f"FAILED VALIDATION: {custom.check.message}"
+        rec.timing = None
+    else:
+        rec.status = "ok"
+
+
+def _validate_and_time(wl: Any, case: Case, be: Backend, policy: TimingPolicy, quick: bool,
+                       sampler: CounterSampler | None, rec: CaseRecord) -> None:
+    """Run once and check the output against the reference; only a validated case is timed (under the
+    counters when a sampler is given)."""
+    wl.run()
+    be.synchronize()
+    chk: Check = wl.check()
+    rec.validation = chk.to_dict()
+    if not chk.passed:
+        rec.status, rec.message = "failed", f"FAILED VALIDATION: {chk.message}"
+        return
+    cm = sampler.case(case.case_id(be.name), be.name) if sampler else contextlib.nullcontext(None)
+    with cm as cc:
+        if be.is_gpu:
+            from .measure.gpu import measure_gpu
+
+            timing, extra = measure_gpu(wl, policy, quick=quick, counters=cc)
+        else:
+            timing, extra = CpuTimer().measure(wl.run, policy), {}
+    if cc is not None:
+        rec.counters = cc.result()
+    rec.timing, rec.timings = timing, extra
+    rec.status = "ok"
+
+
+def _record_error(rec: CaseRecord, e: Exception) -> None:
+    """A case-level exception as the record's status and one-line message (out of memory, time-out, or the
+    exception with where it was raised)."""
+    rec.status = "error"
+    rec.timing = None
+    if isinstance(e, CaseTimeout):
+        rec.message = f"timeout: {e}"
+    elif _is_oom(e):
+        rec.message = f"out of memory: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    else:
+        tb = traceback.extract_tb(e.__traceback__)
+        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+        rec.message = f"{type(e).__name__}: {e}{where}"
 
 
 def plan(suite: Suite, opts: RunOptions) -> tuple[list[tuple[Case, str]], dict[str, Backend]]:
@@ -226,46 +241,68 @@ def plan(suite: Suite, opts: RunOptions) -> tuple[list[tuple[Case, str]], dict[s
     return pairs, bes
 
 
-def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_end: Hook | None = None
-              ) -> RunResult:
-    pairs, bes = plan(suite, opts)
-    root = Path(opts.out)
+def new_run(suite: Suite, opts: RunOptions, root: Path, run_id: str | None = None,
+            options: dict[str, Any] | None = None, environment: dict[str, Any] | None = None) -> RunRecord:
+    """The run record of ``suite`` started now under ``opts`` (interleave adds its own options and id)."""
+    return RunRecord(
+        run_id=run_id or new_run_id(root), suite=suite.name, suite_file=suite.file, suite_sha256=suite.sha256,
+        description=suite.description, started_at=now_iso(), accelbench_version=__version__,
+        git=environment_mod.git_info(), argv=list(opts.argv or sys.argv),
+        options={"backends": opts.backends, "filter": opts.filter, "quick": opts.quick, "counters": opts.counters,
+                 "suite_yaml": suite.text, **(options or {})},
+        environment=environment if environment is not None else environment_mod.fingerprint(with_gpu=True),
+    )
+
+
+def open_run(root: Path, run: RunRecord) -> RunWriter:
+    """The run's directory under ``root`` (created), or a UsageError naming why it cannot be written."""
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"{root}: cannot create the results directory: {e.strerror}") from None
-    run = RunRecord(
-        run_id=new_run_id(root), suite=suite.name, suite_file=suite.file, suite_sha256=suite.sha256,
-        description=suite.description, started_at=now_iso(), accelbench_version=__version__,
-        git=environment.git_info(), argv=list(opts.argv or sys.argv),
-        options={"backends": opts.backends, "filter": opts.filter, "quick": opts.quick,
-                 "counters": opts.counters, "suite_yaml": suite.text},
-        environment=environment.fingerprint(with_gpu=True),
-    )
+    try:
+        return RunWriter(root, run)
+    except OSError as e:
+        raise UsageError(f"{root}: cannot write results: {e.strerror}") from None
+
+
+def close_run(writer: RunWriter, interrupted: bool, records: list[CaseRecord]) -> None:
+    writer.close("interrupted" if interrupted else "finished", count_statuses(records))
+
+
+def unavailable_reason(b: str, be: Backend) -> str:
+    return f"GPU unavailable: {be.reason}" if b == "gpu" else be.reason
+
+
+def run_case(case: Case, b: str, be: Backend, run_id: str, quick: bool = False,
+             sampler: CounterSampler | None = None) -> CaseRecord:
+    """One (case, backend) of a run: measured, or skipped with the reason when the backend is unavailable."""
+    if not be.available:
+        return skipped_record(case, b, run_id, unavailable_reason(b, be))
+    return measure_case(case, be, run_id, quick=quick, sampler=sampler)
+
+
+def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_end: Hook | None = None
+              ) -> RunResult:
+    pairs, bes = plan(suite, opts)
+    root = Path(opts.out)
+    run = new_run(suite, opts, root)
     from . import calibrate
 
     # measured ceilings of this machine (from `accelbench calibrate`), so reports show % of peak
     run.environment["peaks"] = calibrate.peaks_for(run.environment)
-    try:
-        writer = RunWriter(root, run)
-    except OSError as e:
-        raise UsageError(f"{root}: cannot write results: {e.strerror}") from None
+    writer = open_run(root, run)
     sampler = CounterSampler(interval_s=opts.counter_interval_s, enabled=opts.counters)
     records: list[CaseRecord] = []
-    status = "finished"
+    interrupted = False
     try:
         sampler.start()
         run.options["counters_capabilities"] = sampler.capabilities()
         writer.write_run()
         for i, (case, b) in enumerate(pairs):
-            be = bes[b]
             if on_start:
                 on_start(i, len(pairs), case, b)
-            if not be.available:
-                rec = skipped_record(case, b, run.run_id, f"GPU unavailable: {be.reason}" if b == "gpu"
-                                     else be.reason)
-            else:
-                rec = measure_case(case, be, run.run_id, quick=opts.quick, sampler=sampler)
+            rec = run_case(case, b, bes[b], run.run_id, quick=opts.quick, sampler=sampler)
             if rec.status == "ok" and run.environment["peaks"]:
                 rec.throughput.update(calibrate.percent_of_peak(rec.model_dump(mode="json"),
                                                                 run.environment["peaks"], run.environment))
@@ -274,10 +311,10 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
             if on_end:
                 on_end(i, len(pairs), rec)
     except KeyboardInterrupt:
-        status = "interrupted"
+        interrupted = True
     finally:
         sampler.stop()
-        writer.close(status, count_statuses(records))  # type: ignore[arg-type]
-    if status == "interrupted":
+        close_run(writer, interrupted, records)
+    if interrupted:
         raise Interrupted(writer.dir)
     return RunResult(run_dir=writer.dir, run=run, cases=records)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import SuiteError
 from .identity import CaseKey
 from .measure.timing import TimingPolicy
+from .report.format import params_text
 from .workloads.base import Params, Workload, load_all
 
 MAX_FILE_BYTES = 1 << 20  # a suite is a config file, not a data set
@@ -212,7 +213,7 @@ class Case:
 
     @property
     def name(self) -> str:
-        ps = " ".join(f"{k}={_fmt(v)}" for k, v in self.params_dict.items())
+        ps = params_text(self.params_dict)
         head = f"{self.workload}[{self.label}]" if self.label else self.workload
         return f"{head} {ps}".strip()
 
@@ -239,12 +240,6 @@ class Case:
             default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, separators=(",", ":"))
-    return str(v)
 
 
 @dataclass
@@ -347,9 +342,8 @@ def _validate_models(raw: dict[str, Any], doc: _Doc) -> dict[str, Any]:
     return out
 
 
-def _expand_entry(i: int, entry: Entry, sf: SuiteFile, models: dict[str, Any], doc: _Doc,
-                  suite_dir: Path, registry: dict[str, type[Workload]], budget: int) -> list[Case]:
-    base = ("benchmarks", i)
+def _workload_of(entry: Entry, registry: dict[str, type[Workload]], doc: _Doc, base: Path_) -> type[Workload]:
+    """The entry's workload class, its parameters checked by name ("did you mean" hints)."""
     cls = registry.get(entry.workload)
     if cls is None:
         close = difflib.get_close_matches(entry.workload, registry, n=1)
@@ -363,8 +357,12 @@ def _expand_entry(i: int, entry: Entry, sf: SuiteFile, models: dict[str, Any], d
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise doc.error(f"{entry.workload}: unknown parameter {k!r}{hint}; allowed: "
                             f"{', '.join(fields) or '(none)'}", base + ("params", k), key=True)
-    values: dict[str, Any] = {k: v for k, v in sf.defaults.params.items() if k in fields}
-    values.update(entry.params)
+    return cls
+
+
+def _axes(entry: Entry, values: dict[str, Any], fields: dict[str, Any], doc: _Doc, base: Path_
+          ) -> list[tuple[str, list[Any]]]:
+    """The parameters given as lists of values (a list-typed parameter's own value is not an axis)."""
     axes: list[tuple[str, list[Any]]] = []
     for k, v in values.items():
         if isinstance(v, list) and not (_is_container_type(fields[k].annotation) and
@@ -373,14 +371,11 @@ def _expand_entry(i: int, entry: Entry, sf: SuiteFile, models: dict[str, Any], d
                 raise doc.error(f"{entry.workload}: parameter {k!r} is an empty list (an axis needs values)",
                                 base + ("params", k))
             axes.append((k, v))
-    n = 1
-    for _, vals in axes:
-        n *= len(vals)
-    if n > budget:
-        raise doc.error(f"entry {i} ({entry.workload}) expands to {n} cases; with the entries before it "
-                        f"that exceeds max_cases={sf.defaults.max_cases} (raise defaults.max_cases, at most "
-                        f"{HARD_MAX_CASES}, or trim the axes)", base)
-    backends = tuple(entry.backends or sf.defaults.backends)
+    return axes
+
+
+def _policy(entry: Entry, sf: SuiteFile, doc: _Doc, base: Path_) -> TimingPolicy:
+    """The entry's timing: the defaults' with the entry's own keys over them, checked for consistency."""
     timing_raw = sf.defaults.timing.model_dump(exclude_none=True)
     if entry.timing:
         timing_raw.update(entry.timing.model_dump(exclude_none=True))
@@ -391,6 +386,48 @@ def _expand_entry(i: int, entry: Entry, sf: SuiteFile, models: dict[str, Any], d
     if policy.min_time_s > policy.max_time_s:
         raise doc.error(f"timing: min_time_s {policy.min_time_s} > max_time_s {policy.max_time_s}",
                         base + ("timing",))
+    return policy
+
+
+def _params_at(cls: type[Workload], point: dict[str, Any], idx: dict[str, int], ctx: dict[str, Any],
+               entry: Entry, sf: SuiteFile, doc: _Doc, base: Path_) -> Params:
+    """One point of the axes validated by the workload's Params; an error points at the value (the axis
+    element, or the default it came from)."""
+    try:
+        return cls.Params.model_validate(point, context=ctx)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = err["loc"][0] if err["loc"] else None
+        path: Path_ = base + ("params",)
+        if key is not None:
+            path = path + (key,) + ((idx[key],) if key in idx else ())
+        got = err.get("input")
+        shown = "" if isinstance(got, (dict, list)) or err.get("type") == "missing" else f" (got {got!r})"
+        what = f"parameter {key!r}" if key is not None else "parameters"
+        if key is not None and key not in entry.params and key in sf.defaults.params:
+            path = ("defaults", "params", key)
+        raise doc.error(f"{entry.workload}: {what}: {_pydantic_msg(err)}{shown}", path) from None
+    except (ValueError, TypeError) as e:
+        raise doc.error(f"{entry.workload}: {e}", base + ("params",)) from None
+
+
+def _expand_entry(i: int, entry: Entry, sf: SuiteFile, models: dict[str, Any], doc: _Doc,
+                  suite_dir: Path, registry: dict[str, type[Workload]], budget: int) -> list[Case]:
+    base = ("benchmarks", i)
+    cls = _workload_of(entry, registry, doc, base)
+    fields = cls.Params.model_fields
+    values: dict[str, Any] = {k: v for k, v in sf.defaults.params.items() if k in fields}
+    values.update(entry.params)
+    axes = _axes(entry, values, fields, doc, base)
+    n = 1
+    for _, vals in axes:
+        n *= len(vals)
+    if n > budget:
+        raise doc.error(f"entry {i} ({entry.workload}) expands to {n} cases; with the entries before it "
+                        f"that exceeds max_cases={sf.defaults.max_cases} (raise defaults.max_cases, at most "
+                        f"{HARD_MAX_CASES}, or trim the axes)", base)
+    backends = tuple(entry.backends or sf.defaults.backends)
+    policy = _policy(entry, sf, doc, base)
     threshold = entry.threshold if entry.threshold is not None else sf.thresholds.get(entry.workload)
     line, _col = doc.where(base)
     location = f"{doc.file}:{line}" if line else doc.file
@@ -398,30 +435,12 @@ def _expand_entry(i: int, entry: Entry, sf: SuiteFile, models: dict[str, Any], d
     cases = []
     names = [k for k, _ in axes]
     for combo in itertools.product(*[list(enumerate(vals)) for _, vals in axes]):
-        point = dict(values)
-        idx = {}
-        for k, (j, v) in zip(names, combo, strict=True):
-            point[k] = v
-            idx[k] = j
-        try:
-            params = cls.Params.model_validate(point, context=ctx)
-        except ValidationError as e:
-            err = e.errors()[0]
-            key = err["loc"][0] if err["loc"] else None
-            path: Path_ = base + ("params",)
-            if key is not None:
-                path = path + (key,) + ((idx[key],) if key in idx else ())
-            got = err.get("input")
-            shown = "" if isinstance(got, (dict, list)) or err.get("type") == "missing" else f" (got {got!r})"
-            what = f"parameter {key!r}" if key is not None else "parameters"
-            if key is not None and key not in entry.params and key in sf.defaults.params:
-                path = ("defaults", "params", key)
-            raise doc.error(f"{entry.workload}: {what}: {_pydantic_msg(err)}{shown}", path) from None
-        except (ValueError, TypeError) as e:
-            raise doc.error(f"{entry.workload}: {e}", base + ("params",)) from None
+        point = {**values, **{k: v for k, (_, v) in zip(names, combo, strict=True)}}
+        idx = {k: j for k, (j, _) in zip(names, combo, strict=True)}
         cases.append(Case(
-            suite=sf.suite, workload=cls.name, cls=cls, params=params, label=entry.label, backends=backends,
-            timing=policy, seed=entry.seed if entry.seed is not None else sf.defaults.seed,
+            suite=sf.suite, workload=cls.name, cls=cls, params=_params_at(cls, point, idx, ctx, entry, sf, doc, base),
+            label=entry.label, backends=backends, timing=policy,
+            seed=entry.seed if entry.seed is not None else sf.defaults.seed,
             threshold=threshold, location=location, entry_index=i,
         ))
     return cases

@@ -17,10 +17,8 @@ from accelbench.compare import (
     compare_runs,
     decide,
     holm,
-    label_of,
     log_median_var,
     machine_diff,
-    match_key,
     parse_fraction,
     ratio_ci,
     shift_test,
@@ -28,6 +26,7 @@ from accelbench.compare import (
     speedups,
 )
 from accelbench.errors import ResultsError, UsageError
+from accelbench.identity import CaseKey
 from accelbench.results import CaseRecord, RunRecord, Timing
 
 
@@ -56,12 +55,9 @@ def case(key: str, samples: np.ndarray | list[float] | None, status: str = "ok",
         extra = {"rounds": [int(r) for r in rounds]} if rounds is not None else {}
         timing = Timing(method="cpu-perf_counter", samples_s=[float(x) for x in samples], inner_loops=1000,
                         **extra)
-    import json
-
-    lab = f"[{label}]" if label else ""
-    cid = f"{suite}/{workload}{lab}/{json.dumps(params, sort_keys=True, separators=(',', ':'))}@{backend}"
+    cid = CaseKey.of(suite, workload, label, params, backend).id
     return CaseRecord(run_id="r", case_id=cid, suite=suite, workload=workload, name=f"{workload} n={key}",
-                      params=params, backend=backend, status=status, definition_hash=dh, timing=timing,
+                      label=label, params=params, backend=backend, status=status, definition_hash=dh, timing=timing,
                       thresholds=thresholds or {}, message="boom" if status != "ok" else "")
 
 
@@ -279,10 +275,20 @@ def test_regressions_come_first_and_per_workload_thresholds_apply():
 def test_match_key_ignores_named_params_and_keeps_label_and_backend():
     a = case("x", [1.0], params={"n": 4, "extra_work": 0.0}, label="big")
     b = case("x", [1.0], params={"n": 4, "extra_work": 0.05}, label="big")
-    assert match_key(a) != match_key(b)
-    assert match_key(a, ["extra_work"]) == match_key(b, ["extra_work"])
-    assert "[big]" in match_key(a, ["extra_work"]) and match_key(a, ["extra_work"]).endswith("@cpu")
-    assert label_of(a) == "big" and label_of(case("y", [1.0])) is None
+    assert a.key.match_key() != b.key.match_key()
+    assert a.key.match_key(["extra_work"]) == b.key.match_key(["extra_work"])
+    assert "[big]" in a.key.match_key(["extra_work"]) and a.key.match_key(["extra_work"]).endswith("@cpu")
+    assert a.key.label == "big" and case("y", [1.0]).key.label is None
+    # the key is the record's fields, and its id is the stored case id
+    assert a.key.id == a.case_id and a.key.pair_key == a.case_id.removesuffix("@cpu")
+
+
+def test_a_label_tells_two_entries_with_the_same_params_apart_in_compare():
+    x = [1e-3] * 30
+    recs = [case("x", x, params={"n": 1}, label="a"), case("x", x, params={"n": 1}, label="b")]
+    cmp = compare_runs(run_of(recs), run_of(recs))
+    assert sorted(c.key for c in cmp.cases) == sorted(r.case_id for r in recs)
+    assert all(c.verdict == "unchanged" for c in cmp.cases)
 
 
 def test_ignored_parameter_explains_a_definition_change_so_the_case_is_gated():

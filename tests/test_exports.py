@@ -15,13 +15,12 @@ import pytest
 from accelbench import exports
 from accelbench.compare import CompareOptions, LoadedRun, compare_runs, load_side
 from accelbench.errors import ResultsError, UsageError
-from accelbench.measure.stats import summarize
-from accelbench.results import CaseRecord, RunRecord, Timing
+from accelbench.results import CaseRecord, RunRecord, Timing, TimingSummary
 
 
 def record(name: str, samples: list[float], backend: str = "cpu", throughput: dict | None = None,
            status: str = "ok") -> CaseRecord:
-    t = Timing(method="cpu-perf_counter", samples_s=samples, inner_loops=7, summary=summarize(samples).to_dict()) \
+    t = Timing(method="cpu-perf_counter", samples_s=samples, inner_loops=7, summary=TimingSummary.of(samples)) \
         if samples else None
     return CaseRecord(run_id="r1", case_id=f"s/w/{{\"n\":\"{name}\"}}@{backend}", suite="s", workload="w",
                       name=f"w n={name}", params={"n": name}, backend=backend, status=status, timing=t,
@@ -146,9 +145,9 @@ def test_bencher_metric_format():
     doc = exports.to_bencher([c])
     m = doc["w n=a @cpu"]
     s = c.timing.summary
-    assert m["latency"]["value"] == pytest.approx(s["median"] * 1e9)
+    assert m["latency"]["value"] == pytest.approx(s.median * 1e9)
     assert m["latency"]["lower_value"] <= m["latency"]["value"] <= m["latency"]["upper_value"]
-    assert m["throughput"]["value"] == pytest.approx(1 / s["median"])
+    assert m["throughput"]["value"] == pytest.approx(1 / s.median)
     assert all(math.isfinite(v) for meas in m.values() for v in meas.values())
 
 

@@ -157,9 +157,17 @@ def test_run_interleaved_remeasures_the_baseline_in_the_same_session(runs: dict[
     for _, cases in runs_:
         assert len(cases) == 2
         for c in cases:
-            assert c.status == "ok" and c.timing is not None
-            rounds = c.timing.model_dump()["rounds"]
+            assert c.status == "ok" and c.timing is not None and c.timing.rounds is not None
+            rounds = c.timing.rounds  # declared in the record (schema 2), read back as such
             assert sorted(set(rounds)) == [0, 1, 2, 3, 4] and len(rounds) == len(c.timing.samples_s)
+            # on the CPU the sides alternate pair by pair: pair i of the baseline was timed next to pair i
+            # of the candidate, in the same round
+            assert c.timing.pairs == list(range(len(c.timing.samples_s)))
+    (_, base_cases), (_, new_cases) = runs_
+    for b, n in zip(sorted(base_cases, key=lambda c: c.case_id), sorted(new_cases, key=lambda c: c.case_id),
+                    strict=True):
+        assert b.key == n.key and b.timing is not None and n.timing is not None
+        assert b.timing.rounds == n.timing.rounds and b.timing.inner_loops == n.timing.inner_loops
     assert "paired" not in r.output or "unchanged" in r.output
 
 

@@ -421,10 +421,11 @@ def test_recorded_summary_recomputes_from_the_samples(key: str, mode: str) -> No
     t = Timing.model_validate(d)  # the on-disk Timing format accepts what the timer wrote
     assert t.unit == "s" and t.samples_s and t.method.startswith(("cuda-events", "cuda-graph"))
     s = summarize(t.samples_s).to_dict()
-    assert set(s) == set(t.summary)
+    stored = t.summary.model_dump()
+    assert set(s) == set(stored)
     for k, v in s.items():
-        assert v == pytest.approx(t.summary[k], rel=1e-12, abs=0.0), k
-    assert rel_ci_halfwidth(t.samples_s) == pytest.approx(t.summary["rel_ci_halfwidth"], rel=1e-12)
+        assert v == pytest.approx(stored[k], rel=1e-12, abs=0.0), k
+    assert rel_ci_halfwidth(t.samples_s) == pytest.approx(t.summary.rel_ci_halfwidth, rel=1e-12)
     assert t.cpu_launch_s is not None and len(t.cpu_launch_s) == len(t.samples_s)
     # a sample's GPU interval lies inside its wall time, so sampling took at least the GPU time
     gpu = np.asarray(t.samples_s) * t.inner_loops

@@ -90,7 +90,7 @@ def test_cold_batch_graph_on_a_memory_bound_kernel() -> None:
     assert cold.cpu_launch_s is not None and len(cold.cpu_launch_s) == len(cold.samples_s)
     assert cold.stop_reason in ("rel_ci<target", "noise_stable", "max_time", "max_samples")
     # 32 MiB moved: far below any H100/A100 bandwidth ceiling would take < 1 us or > 1 ms
-    gbps = 8 * (1 << 22) / cold.summary["median"] / 1e9
+    gbps = 8 * (1 << 22) / cold.summary.median / 1e9
     assert 50 < gbps < 10000
     assert {"batch", "graph"} <= set(extra)
     # a 16 MiB working set fits in L2: batch and graph must rotate inputs

@@ -17,7 +17,6 @@ from accelbench.models import data as D
 from accelbench.models import optim
 from accelbench.models import spec as S
 from accelbench.models.network import Network, one_hot
-from accelbench.models.profile import profile_model, table_rows
 from accelbench.models.workloads import (
     Inference,
     StepParams,
@@ -26,6 +25,7 @@ from accelbench.models.workloads import (
     TrainToAccuracy,
     TrainToAccuracyParams,
 )
+from accelbench.profile import profile_model, table_rows
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -66,3 +66,32 @@ def test_compare_within_the_run_prints_whole_case_names_and_no_fake_interval() -
     assert "infx" not in r.output and r.output.count("too few samples") == len(few)
     # parameters every case shares are said once, not on every row
     assert "dtype=float32" not in "".join(lines[1:-1]) and "every case: dtype=float32" in lines[-1]
+
+
+def test_records_written_before_the_label_field_get_their_identity_from_the_id_once_on_read() -> None:
+    """The H100 run is schema version 1 without ``label``: read_run fills it from the case id, and the key
+    built from the record's fields is exactly the id stored in the file."""
+    assert '"label"' not in (RUN / "cases.jsonl").read_text()
+    _, cases = results.read_run(RUN)
+    assert {c.label for c in cases} == {None, "adam", "graph", "gpu-large"}
+    assert sum(c.label == "adam" for c in cases) == 2  # train_step[adam] on the GPU and the CPU
+    for c in cases:
+        assert c.key.id == c.case_id
+
+
+def test_the_speedup_chart_reads_at_a_glance_speedup_against_batch_one_line_per_model() -> None:
+    """The chart once stacked ~40 rotated full case names; now: x = the batch sizes that ran, one line per
+    model, named by the model alone, y = compare.speedups (the number every reporter shows)."""
+    from accelbench.report import html as rh
+    from accelbench.report import view
+
+    page = rh.build_page(view.load([RUN]))
+    (ch,) = [c for b in page.speedup if b.title == "inference" for c in b.charts if c.id.startswith("chart-speedup")]
+    data, lay = ch.figure["data"], ch.figure["layout"]
+    assert [t["name"] for t in data] == ["mnist-classic", "mnist-classic-bn", "mnist-residual", "cifar-wide"]
+    assert lay["xaxis"]["title"]["text"] == "batch size" and lay["xaxis"]["ticktext"] == ["1", "16", "64", "256", "512"]
+    sp = {(s.name.split(" batch=")[0], int(s.name.split(" batch=")[1].split()[0])): s.speedup
+          for s in compare.speedups(compare.load_side(RUN)) if s.name.startswith("inference ")}
+    for t in data:
+        assert t["mode"] == "lines+markers" and t["x"] == sorted(t["x"])
+        assert t["y"] == [sp[(f"inference model={t['name']}", int(b))] for b in t["x"]]

@@ -136,8 +136,10 @@ def test_kernels_report_loads_draws_and_tables_hold_rows(opened: Any, reports: d
     df = results.load(run)
     o = opened("kernels")
     marks = assert_clean_and_drawn(o, path)
-    # one bar per gemm size measured on both backends, one box per case and backend
-    assert marks["chart-speedup-gemm"] == 3
+    # the gemm speedup against m: one line through one point per size measured on both backends; one box
+    # per case and backend
+    assert marks["chart-speedup-gemm"] == 3 + 1
+    assert o.page.locator("#chart-speedup-gemm .scatterlayer path.js-line").count() == 1
     n_ok = int((df["status"] == "ok").sum())
     box_marks = sum(n for k, n in marks.items() if k.startswith("chart-dist"))
     assert box_marks == n_ok

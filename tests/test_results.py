@@ -9,8 +9,7 @@ import pytest
 
 from accelbench import results
 from accelbench.errors import ResultsError
-from accelbench.measure.stats import summarize
-from accelbench.results import CaseRecord, RunRecord, RunWriter, Timing
+from accelbench.results import CaseRecord, RunRecord, RunWriter, Timing, TimingSummary
 
 
 def _case(run_id: str, i: int, status: str = "ok") -> CaseRecord:
@@ -18,7 +17,7 @@ def _case(run_id: str, i: int, status: str = "ok") -> CaseRecord:
     return CaseRecord(
         run_id=run_id, case_id=f"s/w/{{\"n\":{i}}}@cpu", suite="s", workload="w", name=f"w n={i}",
         params={"n": i}, backend="cpu", status=status,  # type: ignore[arg-type]
-        timing=Timing(method="cpu-perf_counter", samples_s=samples, summary=summarize(samples).to_dict()),
+        timing=Timing(method="cpu-perf_counter", samples_s=samples, summary=TimingSummary.of(samples)),
         work={"flops": 2e6, "bytes": 1e6, "items": 10, "item_unit": "images"},
         throughput={"gflops": 2.0}, validation={"passed": True, "rel_error": 1e-7},
     )
@@ -41,7 +40,7 @@ def test_round_trip_and_dataframe(tmp_path: Path):
     df = results.load(d)
     assert len(df) == 3
     assert list(df["param.n"]) == [0, 1, 2]
-    assert df["median_s"].iloc[0] == pytest.approx(cases[0].timing.summary["median"])
+    assert df["median_s"].iloc[0] == pytest.approx(cases[0].timing.summary.median)
     assert df["n_samples"].iloc[0] == 10 and df["valid"].all()
     assert df.attrs["run"]["suite"] == "s"
     # any of the three paths loads the same run
@@ -111,3 +110,44 @@ def test_result_files_are_readable_by_others(tmp_path: Path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((d / "run.json").stat().st_mode) == 0o644
+
+
+def test_the_stored_summary_declares_exactly_the_fields_of_measure_stats_summary():
+    from dataclasses import fields
+
+    from accelbench.measure.stats import Summary, summarize
+
+    assert set(TimingSummary.model_fields) == {f.name for f in fields(Summary)}
+    x = [1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3, 7e-3]
+    assert TimingSummary.of(x).model_dump() == summarize(x).to_dict()
+
+
+def test_interleave_fields_and_the_summary_survive_the_file_as_declared_types(tmp_path: Path):
+    run = RunRecord(run_id=results.new_run_id(tmp_path), suite="s", started_at=results.now_iso())
+    w = RunWriter(tmp_path, run)
+    c = _case(run.run_id, 0)
+    assert c.timing is not None
+    c.timing.rounds, c.timing.pairs = [0] * 5 + [1] * 5, list(range(10))
+    w.append(c)
+    w.close("finished", {"ok": 1})
+    raw = json.loads((w.dir / "cases.jsonl").read_text())
+    assert raw["schema_version"] == results.SCHEMA_VERSION == 2 and "label" in raw
+    _, (back,) = results.read_run(w.dir)
+    assert back.timing is not None and back.timing.rounds == c.timing.rounds and back.timing.pairs == c.timing.pairs
+    assert isinstance(back.timing.summary, TimingSummary) and back.timing.summary.n == 10
+    assert back.timing.summary == c.timing.summary
+    assert back.timing.model_extra == {}  # nothing undeclared
+
+
+def test_version_1_records_still_load(tmp_path: Path):
+    """A version 1 line as accelbench 0.1 wrote it: no label field (it lives in case_id), the summary a
+    plain mapping; it reads into today's record with the label filled from the id."""
+    d = _write(tmp_path, 1)
+    raw = json.loads((d / "cases.jsonl").read_text())
+    raw.update(schema_version=1, case_id='s/w[big]/{"n":0}@cpu')
+    del raw["label"]
+    del raw["timing"]["rounds"], raw["timing"]["pairs"]
+    (d / "cases.jsonl").write_text(json.dumps(raw) + "\n")
+    _, (c,) = results.read_run(d)
+    assert c.label == "big" and c.key.id == c.case_id and c.schema_version == 1
+    assert c.timing is not None and c.timing.summary.median == pytest.approx(1.045e-3)

@@ -51,9 +51,9 @@ from typing import Any
 import numpy as np
 
 from ..ops.capture import capturable
-from ..results import Timing
+from ..results import Timing, TimingSummary
 from .counters import EDGE_WAIT_S
-from .stats import rel_ci_halfwidth, summarize
+from .stats import rel_ci_halfwidth
 from .timing import TimingPolicy, limit_reached, minimums_met
 
 THROTTLE_THRESHOLD = 0.75  # fraction of the default SM clock under which a sample is discarded
@@ -300,7 +300,7 @@ def _timing(method: str, samples: list[float], *, inner: int = 1, warm: int = 0,
             total: float = 0.0, cpu: list[float] | None = None, notes: list[str] | None = None,
             **extra: Any) -> Timing:
     return Timing(method=method, samples_s=samples, inner_loops=inner, warmup=warm, stop_reason=reason,
-                  total_time_s=total, summary=summarize(samples).to_dict(), cpu_launch_s=cpu,
+                  total_time_s=total, summary=TimingSummary.of(samples), cpu_launch_s=cpu,
                   notes=list(notes or []), **extra)
 
 
@@ -350,14 +350,45 @@ def _teardown(c: Any) -> None:
         c.teardown()
 
 
+def _default_sm_mhz(counters: Any, ctx: _Ctx) -> float | None:
+    """The SM clock a sample is judged against: NVML's default application clock, else the device's rate."""
+    mhz = counters.default_sm_clock_mhz() if counters is not None and hasattr(counters, "default_sm_clock_mhz") \
+        else None
+    return mhz or ctx.clock_rate_mhz
+
+
+def _sample_sm_mhz(blocker: Any, counters: Any, clock_src: set[str]) -> float | None:
+    """The SM clock during the sample just taken: the blocking kernel's reading when it held the sample,
+    else NVML's; adds where it came from to ``clock_src``."""
+    mhz = blocker.clock_mhz() if blocker is not None else None
+    if mhz is not None:
+        clock_src.add("blocking-kernel clock64/globaltimer")
+    elif counters is not None and hasattr(counters, "sm_clock_mhz"):
+        mhz = counters.sm_clock_mhz()
+        if mhz is not None:
+            clock_src.add("nvml")
+    return mhz
+
+
+def _throttle_notes(guard: ThrottleGuard, default_mhz: float | None, reasons: set[str], clock_src: set[str]) -> list[str]:
+    notes = []
+    if guard.discarded:
+        notes.append(f"throttling: {guard.discarded} sample(s) under {THROTTLE_THRESHOLD:.0%} of the default "
+                     f"SM clock ({default_mhz:.0f} MHz) discarded and retried"
+                     + (f"; reasons: {', '.join(sorted(reasons))}" if reasons else ""))
+    if guard.gave_up:
+        notes.append(f"THROTTLED: repeated throttling; {guard.kept_throttled} throttled sample(s) kept so the case "
+                     f"is not empty")
+    if not clock_src:
+        notes.append("SM clock not recorded (no NVML clock and no blocking kernel): throttling not checked")
+    return notes
+
+
 def _cold(workload: Any, ctx: _Ctx, policy: TimingPolicy, counters: Any, use_blocker: bool, warm: int,
           notes: list[str]) -> Timing:
     cp, stream = ctx.cp, ctx.stream
     start, end = cp.cuda.Event(), cp.cuda.Event()
-    default_mhz = None
-    if counters is not None and hasattr(counters, "default_sm_clock_mhz"):
-        default_mhz = counters.default_sm_clock_mhz()
-    default_mhz = default_mhz or ctx.clock_rate_mhz
+    default_mhz = _default_sm_mhz(counters, ctx)
     guard = ThrottleGuard(default_mhz)
     blocker = ctx.blocker if use_blocker else None
     if use_blocker and blocker is None:
@@ -399,13 +430,7 @@ def _cold(workload: Any, ctx: _Ctx, policy: TimingPolicy, counters: Any, use_blo
             # measuring: they must not use up max_time_s (a 2 s wait would end a 0.4 s budget at 1 sample)
             t_start += time.perf_counter() - t_sample
             continue
-        mhz = blocker.clock_mhz() if held else None  # type: ignore[union-attr]
-        if mhz is not None:
-            clock_src.add("blocking-kernel clock64/globaltimer")
-        elif counters is not None and hasattr(counters, "sm_clock_mhz"):
-            mhz = counters.sm_clock_mhz()
-            if mhz is not None:
-                clock_src.add("nvml")
+        mhz = _sample_sm_mhz(blocker if held else None, counters, clock_src)
         if not guard.judge(mhz):
             r = counters.clock_event_reasons() if counters is not None and hasattr(counters, "clock_event_reasons") \
                 else None
@@ -417,15 +442,7 @@ def _cold(workload: Any, ctx: _Ctx, policy: TimingPolicy, counters: Any, use_blo
         clocks.append(mhz)
         reason = gpu_should_stop(samples, time.perf_counter() - t_start, policy, state)
     total = time.perf_counter() - t_start
-    if guard.discarded:
-        notes.append(f"throttling: {guard.discarded} sample(s) under {THROTTLE_THRESHOLD:.0%} of the default "
-                     f"SM clock ({default_mhz:.0f} MHz) discarded and retried"
-                     + (f"; reasons: {', '.join(sorted(reasons))}" if reasons else ""))
-    if guard.gave_up:
-        notes.append(f"THROTTLED: repeated throttling; {guard.kept_throttled} throttled sample(s) kept so the case "
-                     f"is not empty")
-    if not clock_src:
-        notes.append("SM clock not recorded (no NVML clock and no blocking kernel): throttling not checked")
+    notes += _throttle_notes(guard, default_mhz, reasons, clock_src)
     method = "cuda-events-cold"
     extra: dict[str, Any] = {
         "sm_clock_mhz": clocks if clock_src else None,
@@ -572,7 +589,7 @@ def measure_gpu(workload: Any, policy: TimingPolicy, quick: bool = False, counte
                 warm += 1
             stream.synchronize()
             cold = _cold(workload, ctx, policy, counters, use_blocker=not syncs, warm=warm, notes=notes)
-            med = float(cold.summary["median"])
+            med = float(cold.summary.median or math.nan)
             want_batch = "batch" in modes and not syncs
             want_graph = "graph" in modes and not syncs
             rot_note = ""

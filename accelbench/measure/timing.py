@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from ..results import Timing
-from .stats import rel_ci_halfwidth, summarize
+from ..results import Timing, TimingSummary
+from .stats import rel_ci_halfwidth
 
 Clock = Callable[[], int]  # nanoseconds, monotonic
 
@@ -93,7 +93,8 @@ class CpuTimer:
     def __init__(self, clock: Clock = time.perf_counter_ns) -> None:
         self.clock = clock
 
-    def _time(self, fn: Callable[[], Any], loops: int) -> float:
+    def time_loops(self, fn: Callable[[], Any], loops: int) -> float:
+        """Seconds for ``loops`` calls of ``fn`` (one sample, before dividing by ``loops``)."""
         clock = self.clock
         t0 = clock()
         for _ in range(loops):
@@ -110,7 +111,7 @@ class CpuTimer:
             runs += 1
         loops = 1
         while True:
-            dt = self._time(fn, loops)
+            dt = self.time_loops(fn, loops)
             runs += loops
             if dt >= policy.min_sample_time_s or loops >= 1 << 24:
                 return loops, runs
@@ -123,7 +124,7 @@ class CpuTimer:
         t_start = self.clock()
         reason: str | None = None
         while reason is None:
-            samples.append(self._time(fn, loops) / loops)
+            samples.append(self.time_loops(fn, loops) / loops)
             reason = should_stop(samples, (self.clock() - t_start) * 1e-9, policy)
         total = (self.clock() - t_start) * 1e-9
         return Timing(
@@ -133,5 +134,5 @@ class CpuTimer:
             warmup=warm,
             stop_reason=reason,
             total_time_s=total,
-            summary=summarize(samples).to_dict(),
+            summary=TimingSummary.of(samples),
         )

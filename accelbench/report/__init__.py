@@ -1,1 +1,2 @@
-"""Reporters: terminal (rich), HTML, markdown. They read records/DataFrames and never re-run anything."""
+"""Reporters: terminal (rich), Markdown and HTML, all rendered from one report view (view.py) with every
+number formatted by format.py. They read records and never re-run anything."""

@@ -7,7 +7,8 @@ import math
 import re
 from collections.abc import Sequence
 
-from ..compare import CaseComparison, Comparison, Speedup, fmt_change, fmt_time
+from ..compare import CaseComparison, Comparison, Speedup
+from .format import fmt_change, fmt_range, fmt_time, fmt_x
 
 ICON = {"slower": "🔴", "inconclusive": "🟡", "failed": "❌", "missing": "⚪", "new": "🆕", "faster": "🟢",
         "unchanged": "⚫", "skipped": "⏭"}
@@ -83,19 +84,19 @@ def comparison(cmp: Comparison, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _speedup_ci(s: Speedup, sep: str, x: str) -> str:
+def _speedup_ci(s: Speedup, sep: str) -> str:
     """The speedup's 95% CI, or why there is none: with a handful of samples on a side (a slow CPU case)
-    the order statistics bound nothing, and "0x..infx" would read like a measurement."""
+    the order statistics bound nothing, and "0×..inf×" would read like a measurement."""
     if not (s.ci_low > 0 and math.isfinite(s.ci_high)):
         return "- (too few samples)"
-    return f"{s.ci_low:.3g}{x}{sep}{s.ci_high:.3g}{x}"
+    return fmt_range(s.ci_low, s.ci_high, fmt_x, sep)
 
 
 def speedups(rows: Sequence[Speedup], title: str = "GPU vs CPU") -> str:
     lines = [f"## {title}", "", "| case | GPU | CPU | speedup | 95% CI |", "|---|---|---|---|---|"]
     for s in rows:
-        lines.append(f"| {_cell(s.name)} | {fmt_time(s.gpu_s)} | {fmt_time(s.cpu_s)} | {s.speedup:.3g}× | "
-                     f"{_speedup_ci(s, ' … ', '×')} |")
+        lines.append(f"| {_cell(s.name)} | {fmt_time(s.gpu_s)} | {fmt_time(s.cpu_s)} | {fmt_x(s.speedup)} | "
+                     f"{_speedup_ci(s, ' … ')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -127,11 +128,11 @@ def _short_names(names: Sequence[str]) -> tuple[list[str], str]:
 
 def speedup_text(rows: Sequence[Speedup]) -> str:
     names, shared = _short_names([s.name for s in rows])
-    cis = [_speedup_ci(s, "..", "x") for s in rows]
+    cis = [_speedup_ci(s, "..") for s in rows]
     w = max([6, *(len(c) for c in cis)])
     out = [f"{'speedup':>8}  {'95% CI':{w}}  {'GPU':>10}  {'CPU':>10}  case"]  # the name last: it is long
     for s, name, ci in zip(rows, names, cis, strict=True):
-        out.append(f"{s.speedup:>7.3g}x  {ci:{w}}  {fmt_time(s.gpu_s):>10}  {fmt_time(s.cpu_s):>10}  {name}")
+        out.append(f"{fmt_x(s.speedup):>8}  {ci:{w}}  {fmt_time(s.gpu_s):>10}  {fmt_time(s.cpu_s):>10}  {name}")
     if shared:
         out.append(f"(every case: {shared})")
     if not rows:

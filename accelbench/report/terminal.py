@@ -3,48 +3,19 @@ and validation."""
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from ..results import CaseRecord
-
-
-def fmt_time(s: float | None) -> str:
-    if s is None or not math.isfinite(s):
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
-        if s >= scale or unit == "ns":
-            return f"{s / scale:.3g} {unit}"
-    return f"{s:.3g} s"  # pragma: no cover
-
-
-def fmt_rate(v: float | None, unit: str) -> str:
-    if v is None or not math.isfinite(v):
-        return "-"
-    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g} {prefix}{unit}"
-    return f"{v:.3g} {unit}"
-
-
-def backend_key(c: CaseRecord) -> str:
-    """The case identity without the backend, to pair GPU and CPU."""
-    return c.case_id.rsplit("@", 1)[0]
-
-
-def speedups(cases: list[CaseRecord]) -> dict[str, float]:
-    """GPU-vs-CPU speedup (CPU median / GPU median) per case identity without backend."""
-    med: dict[str, dict[str, float]] = defaultdict(dict)
-    for c in cases:
-        if c.status == "ok" and c.timing and c.timing.summary.get("median"):
-            med[backend_key(c)][c.backend] = c.timing.summary["median"]
-    return {k: v["cpu"] / v["gpu"] for k, v in med.items() if "cpu" in v and "gpu" in v and v["gpu"] > 0}
-
+from ..compare import Speedup
+from ..results import CaseRecord, TimingSummary
+from .format import DASH, fmt_pct, fmt_rate, fmt_time, fmt_x, machine_facts, param_text
+from .view import RunView
 
 _STATUS = {"ok": "[green]✓[/]", "failed": "[red]✗ invalid[/]", "skipped": "[yellow]skipped[/]",
            "error": "[red]error[/]"}
@@ -52,15 +23,14 @@ _STATUS = {"ok": "[green]✓[/]", "failed": "[red]✗ invalid[/]", "skipped": "[
 
 def _throughput_cells(c: CaseRecord) -> tuple[str, str]:
     t = c.throughput
-    rate = "-"
+    rate = DASH
     if "gflops" in t:
         rate = fmt_rate(t["gflops"] * 1e9, "FLOP/s")
     elif "gbps" in t:
         rate = fmt_rate(t["gbps"] * 1e9, "B/s")
-    items = "-"
+    items = DASH
     if "items_per_s" in t:
-        unit = str(c.work.get("item_unit") or "items")
-        items = f"{fmt_rate(t['items_per_s'], '')}{unit}/s".replace("  ", " ")
+        items = fmt_rate(t["items_per_s"], f"{c.work.get('item_unit') or 'items'}/s")
     return rate, items
 
 
@@ -80,61 +50,62 @@ def _metric_cells(c: CaseRecord) -> str:
     return ", ".join(parts)
 
 
-def render(cases: list[CaseRecord], console: Console | None = None, title: str = "") -> None:
+def render(rv: RunView, console: Console | None = None, title: str = "") -> None:
+    """One table per workload of the view's run; the GPU rows carry the view's speedups (compare.speedups:
+    the same number ``compare RUN`` and the HTML report show); then the problems."""
     console = console or Console()
-    sp = speedups(cases)
     by_wl: dict[str, list[CaseRecord]] = defaultdict(list)
-    for c in cases:
+    for c in rv.cases:
         by_wl[c.workload].append(c)
     for wl, rows in by_wl.items():
-        param_keys: list[str] = []
-        for c in rows:
-            for k in c.params:
-                if k not in param_keys and len({str(r.params.get(k)) for r in rows}) > 1:
-                    param_keys.append(k)
-        if not param_keys and rows:
-            param_keys = list(rows[0].params)[:4]
-        t = Table(title=f"{title + ': ' if title else ''}{wl}", title_justify="left", show_lines=False)
-        for k in param_keys:
-            t.add_column(k, overflow="fold")
-        t.add_column("backend")
-        t.add_column("median", justify="right")
-        t.add_column("±95% CI", justify="right")
-        t.add_column("CV", justify="right")
-        t.add_column("throughput", justify="right")
-        t.add_column("items/s", justify="right")
-        has_peak = any(_pct(c) is not None for c in rows)
+        console.print(workload_table(f"{title + ': ' if title else ''}{wl}", rows, rv.speedup_by_key))
+    problems(rv.cases, console)
+
+
+def _varying(rows: Sequence[CaseRecord]) -> list[str]:
+    """The parameters that tell the rows apart (the first four when none varies)."""
+    keys: list[str] = []
+    for c in rows:
+        for k in c.params:
+            if k not in keys and len({param_text(r.params.get(k)) for r in rows}) > 1:
+                keys.append(k)
+    return keys or (list(rows[0].params)[:4] if rows else [])
+
+
+def workload_table(title: str, rows: Sequence[CaseRecord], sp: dict[str, Speedup]) -> Table:
+    keys = _varying(rows)
+    has_peak = any(_pct(c) is not None for c in rows)
+    has_metrics = any(c.metrics for c in rows)
+    t = Table(title=escape(title), title_justify="left", show_lines=False)
+    for k in keys:
+        t.add_column(escape(k), overflow="fold")
+    t.add_column("backend")
+    for col in ("median", "±95% CI", "CV", "throughput", "items/s") + (("% peak",) if has_peak else ()) + (
+            "speedup",):
+        t.add_column(col, justify="right")
+    t.add_column("check")
+    if has_metrics:
+        t.add_column("metrics", overflow="fold")
+    for c in rows:
+        cells: list[str | Text] = [Text(param_text(c.params.get(k, ""))) for k in keys]
+        cells += [c.backend, *_measured_cells(c)]
         if has_peak:
-            t.add_column("% peak", justify="right")
-        t.add_column("speedup", justify="right")
-        t.add_column("check")
-        has_metrics = any(c.metrics for c in rows)
+            pct = _pct(c)
+            cells.append(f"{pct:.0f}%" if pct is not None else DASH)
+        speed = sp.get(c.key.pair_key) if c.backend == "gpu" else None
+        cells += [fmt_x(speed.speedup) if speed else "", _STATUS.get(c.status, escape(c.status))]
         if has_metrics:
-            t.add_column("metrics", overflow="fold")
-        for c in rows:
-            s = c.timing.summary if c.timing else {}
-            med = s.get("median")
-            ci = s.get("rel_ci_halfwidth")
-            rate, items = _throughput_cells(c) if c.status == "ok" else ("-", "-")
-            speed = sp.get(backend_key(c)) if c.backend == "gpu" else None
-            status = _STATUS.get(c.status, c.status)
-            cells = [str(c.params.get(k, "")) for k in param_keys] + [
-                c.backend,
-                fmt_time(med) if c.status == "ok" else "-",
-                f"{ci * 100:.1f}%" if ci is not None and math.isfinite(ci) and c.status == "ok" else "-",
-                f"{s['cv'] * 100:.1f}%" if s.get("cv") is not None and c.status == "ok" else "-",
-                rate,
-                items,
-            ]
-            if has_peak:
-                pct = _pct(c)
-                cells.append(f"{pct:.0f}%" if pct is not None else "-")
-            cells += [f"{speed:.1f}×" if speed else "", status]
-            if has_metrics:
-                cells.append(_metric_cells(c))
-            t.add_row(*cells)
-        console.print(t)
-    problems(cases, console)
+            cells.append(Text(_metric_cells(c)))
+        t.add_row(*cells)
+    return t
+
+
+def _measured_cells(c: CaseRecord) -> list[str]:
+    """median, CI half-width, CV, throughput, items/s: dashes unless the case ran and validated."""
+    if c.status != "ok":
+        return [DASH] * 5
+    s = c.timing.summary if c.timing else TimingSummary()
+    return [fmt_time(s.median), fmt_pct(s.rel_ci_halfwidth), fmt_pct(s.cv), *_throughput_cells(c)]
 
 
 def problems(cases: list[CaseRecord], console: Console) -> None:
@@ -148,6 +119,49 @@ def problems(cases: list[CaseRecord], console: Console) -> None:
             reasons[c.message] += 1
     for r, n in reasons.items():
         console.print(f"[yellow]skipped[/] {n} case(s): {escape(r)}", soft_wrap=True)
+
+
+def facts_table(title: str, facts: Sequence[tuple[str, str]]) -> Table:
+    """(what, value) rows, e.g. format.machine_facts; a value saying something is missing shows yellow."""
+    t = Table(show_header=False, title=escape(title), title_justify="left")
+    t.add_column("what", style="bold")
+    t.add_column("value", overflow="fold")
+    for what, value in facts:
+        t.add_row(escape(what), Text(value, style="yellow" if value.startswith("none usable") else ""))
+    return t
+
+
+def machine_table(env: dict[str, Any]) -> Table:
+    """``accelbench info``: this machine, as the HTML report shows a run's."""
+    return facts_table("accelbench info", machine_facts(env))
+
+
+def cases_table(suite: str, pairs: Sequence[tuple[Any, str]]) -> Table:
+    """``accelbench list``: the (case, backend) pairs a suite expands to, in run order."""
+    t = Table(title=escape(f"{suite}: {len(pairs)} case-backend runs"), title_justify="left")
+    t.add_column("#", justify="right")
+    t.add_column("case")
+    t.add_column("backend")
+    t.add_column("defined at")
+    for i, (c, b) in enumerate(pairs, 1):
+        t.add_row(str(i), Text(c.name), b, Text(c.location))
+    return t
+
+
+def peaks_table(res: dict[str, Any]) -> Table:
+    """``accelbench calibrate``: the ceilings measured (and the GPU's theoretical bandwidth)."""
+    t = Table(title=escape(f"peaks of this machine (key {res['key']})"), title_justify="left")
+    t.add_column("backend")
+    t.add_column("ceiling")
+    t.add_column("value", justify="right")
+    for b in ("gpu", "cpu"):
+        for k, v in (res.get(b) or {}).items():
+            if isinstance(v, float) and (k.endswith("gbps") or k.endswith("gb_per_s") or k.endswith("gflops")):
+                unit = "GFLOP/s" if k.endswith("gflops") else "GB/s"
+                t.add_row(b, escape(k), f"{v:,.1f} {unit}")
+    for k, v in (res.get("theoretical") or {}).items():
+        t.add_row("gpu", escape(f"{k} (theoretical)"), f"{v:,.1f} GB/s")
+    return t
 
 
 def summary_line(counts: dict[str, int]) -> str:

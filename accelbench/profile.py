@@ -1,5 +1,6 @@
-"""Per-layer forward and backward times of a model on each backend: which layer dominates, and where the
-GPU helps most.
+"""``accelbench profile``: per-layer forward and backward times of a model on each backend: which layer
+dominates, and where the GPU helps most. (An application command: it sits beside the other commands,
+above suite and models, so that models/ stays a library below suite.)
 
 Each top-level layer (a residual block counts as one) is timed on its own with the input it sees inside
 the network: a full forward first fills every layer's input, then each layer's forward (training mode,
@@ -15,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import Backend
-from .network import Network
-from .spec import ModelSpec, fmt_shape, layer_macs
+from .backends import Backend
+from .models.network import Network
+from .models.spec import ModelSpec, fmt_shape, layer_macs
 
 
 @dataclass
@@ -149,10 +150,10 @@ def profile_suite_model(suite_path: Any, model: str, backend: str | None = None,
                         dtype: str = "float32", min_time_s: float = 0.05) -> dict[str, Any]:
     """Entry point of ``accelbench profile``: load the suite, find ``model`` and profile it on the chosen
     backends (None: every available one). Raises UsageError / BackendUnavailable for user errors."""
-    from .. import backends as B
-    from .. import suite as suite_mod
-    from ..errors import BackendUnavailable, UsageError
-    from .spec import resolve
+    from . import backends as B
+    from . import suite as suite_mod
+    from .errors import BackendUnavailable, UsageError
+    from .models.spec import resolve
 
     s = suite_mod.load(suite_path)
     try:

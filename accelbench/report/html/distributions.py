@@ -1,0 +1,67 @@
+"""Sample distributions per workload: each sample over its case's median, boxes per case and backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..format import finite, fmt_time
+from .figures import BACKEND_COLOR, figure, flat_ticks, layout, tick_labels
+from .model import Block, Chart, Ids
+
+MAX_POINTS = 1000  # samples drawn per box; beyond this an evenly spaced quantile subsample (shape kept)
+
+
+def _subsample(x: list[float]) -> list[float]:
+    if len(x) <= MAX_POINTS:
+        return x
+    s = np.sort(np.asarray(x))
+    return [float(v) for v in s[np.linspace(0, len(s) - 1, MAX_POINTS).round().astype(int)]]
+
+
+def distribution_blocks(ids: Ids, df: pd.DataFrame) -> tuple[list[Block], list[Chart]]:
+    blocks, charts = [], []
+    for wl, rows in df.groupby("workload", sort=False):
+        ok = rows[(rows["status"] == "ok") & rows["samples_s"].map(lambda s: isinstance(s, list) and len(s) > 0)]
+        b = Block(id=ids("dist", str(wl)), title=str(wl))
+        if ok.empty:
+            b.notes.append("No samples: every case of this workload was skipped (see Problems)."
+                           if (rows["status"] == "skipped").all() else
+                           "No samples: no case of this workload finished (see Problems).")
+        else:
+            b.charts.append(_chart(ids, str(wl), ok))
+            charts += b.charts
+        blocks.append(b)
+    return blocks, charts
+
+
+def _chart(ids: Ids, wl: str, ok: pd.DataFrame) -> Chart:
+    """Each sample over its case's median: cases of very different sizes share one axis on which the
+    spread itself (the noise) is what shows. Absolute times are in the hover text and the tables."""
+    labels = tick_labels(ok)
+    traces = []
+    capped = False
+    for be, br in ok.groupby("backend", sort=True):
+        xs: list[str] = []
+        ys: list[float] = []
+        hover: list[str] = []
+        for idx, r in br.iterrows():
+            raw = [float(v) for v in r["samples_s"] if finite(v) and v > 0]
+            med = float(np.median(raw)) if raw else 0.0
+            smp = _subsample(raw)
+            if not smp or med <= 0:
+                continue
+            capped = capped or len(smp) < len(raw)
+            xs += [labels[idx]] * len(smp)
+            ys += [v / med for v in smp]
+            hover += [fmt_time(v) for v in smp]
+        traces.append(go.Box(name=str(be), x=xs, y=ys, boxpoints="all", jitter=0.4, pointpos=0,
+                             marker={"color": BACKEND_COLOR.get(str(be), "#888"), "size": 3, "opacity": 0.6},
+                             line={"width": 1.2}, hovertext=hover, hoverinfo="text+y"))
+    lay = flat_ticks(layout("case", "sample ÷ case median (log)", log_y=True, boxmode="group", height=340),
+                     len(labels))
+    note = "each dot is one sample (time per operation) over its case's median; box: quartiles"
+    if capped:
+        note += f"; cases with more than {MAX_POINTS} samples show {MAX_POINTS} evenly spaced quantiles"
+    return Chart(ids("chart-dist", wl), "samples per case", figure(traces, lay), note)
