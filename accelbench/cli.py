@@ -15,10 +15,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from . import __version__
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, AccelbenchError
+from .textsafe import plain, term
 
 app = typer.Typer(
     name="accelbench",
@@ -49,10 +49,10 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except AccelbenchError as e:
-            err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {term(e)}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except Interrupted as e:
-            err.print(f"[yellow]{e}[/]")
+            err.print(f"[yellow]{term(e)}[/]")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
@@ -117,7 +117,7 @@ def run(
     def on_start(i: int, n: int, case: Any, b: str) -> None:
         if i == 0:
             progress.start()  # only once the plan is accepted, so a refused suite prints just its error
-        progress.update(task, total=n, completed=i, what=escape(f"{case.name} @{b}"[:70]))
+        progress.update(task, total=n, completed=i, what=term(f"{case.name} @{b}"[:70]))
 
     def on_end(i: int, n: int, rec: Any) -> None:
         progress.update(task, completed=i + 1)
@@ -131,7 +131,7 @@ def run(
         _print_json({"run_dir": str(res.run_dir), "counts": counts, "cases": terminal.as_json(res.cases)})
     else:
         terminal.render(res.cases, out, title=s.name)
-        out.print(f"[bold]{terminal.summary_line(counts)}[/]; results in {res.run_dir}")
+        out.print(f"[bold]{terminal.summary_line(counts)}[/]; results in {term(res.run_dir)}")
     raise typer.Exit(EXIT_FAILED if counts["failed"] or counts["error"] else EXIT_OK)
 
 
@@ -156,7 +156,8 @@ def validate(suite: SuiteArg, as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json({"suite": s.name, "file": str(suite), "cases": len(s.cases), "runs": len(pairs)})
     else:
-        out.print(f"[green]ok[/] {suite}: suite {s.name!r}, {len(s.cases)} cases, {len(pairs)} case-backend runs")
+        out.print(f"[green]ok[/] {term(suite)}: suite {term(repr(s.name))}, {len(s.cases)} cases, {len(pairs)} case-backend "
+              "runs")
 
 
 @app.command("list")
@@ -181,13 +182,13 @@ def list_cases(
         return
     from rich.table import Table
 
-    t = Table(title=f"{s.name}: {len(pairs)} case-backend runs", title_justify="left")
+    t = Table(title=f"{term(s.name)}: {len(pairs)} case-backend runs", title_justify="left")
     t.add_column("#", justify="right")
     t.add_column("case")
     t.add_column("backend")
     t.add_column("defined at")
     for i, (c, b) in enumerate(pairs, 1):
-        t.add_row(str(i), c.name, b, c.location)
+        t.add_row(str(i), term(c.name), b, term(c.location))
     out.print(t)
 
 
@@ -210,28 +211,28 @@ def info(as_json: JsonOpt = False) -> None:
     t.add_column("what", style="bold")
     t.add_column("value", overflow="fold")
     cpu = env["cpu"]
-    t.add_row("CPU", f"{cpu['model']} ({cpu['physical_cores']} cores, {cpu['logical_cores']} threads)")
+    t.add_row("CPU", term(f"{cpu['model']} ({cpu['physical_cores']} cores, {cpu['logical_cores']} threads)"))
     for b in env["blas"]:
         if "error" in b:
-            t.add_row("BLAS", b["error"])
+            t.add_row("BLAS", term(b["error"]))
         else:
-            t.add_row("BLAS", f"{b.get('internal_api')} {b.get('version')} ({b.get('num_threads')} threads, "
-                              f"{b.get('threading_layer')})")
+            t.add_row("BLAS", term(f"{b.get('internal_api')} {b.get('version')} ({b.get('num_threads')} threads, "
+                                   f"{b.get('threading_layer')})"))
     t.add_row("memory", f"{env['memory_total_bytes'] / 2**30:.1f} GiB "
                         f"({env['volatile']['memory_available_bytes'] / 2**30:.1f} GiB available)")
-    t.add_row("OS", env["platform"])
-    t.add_row("Python", f"{env['python']['version']} ({env['python']['executable']})")
-    t.add_row("packages", ", ".join(f"{k} {v}" for k, v in env["packages"].items()))
+    t.add_row("OS", term(env["platform"]))
+    t.add_row("Python", term(f"{env['python']['version']} ({env['python']['executable']})"))
+    t.add_row("packages", term(", ".join(f"{k} {v}" for k, v in env["packages"].items())))
     g = env.get("gpu", {})
     if g.get("available"):
-        t.add_row("GPU", f"{g['name']} (cc {g['compute_capability']}, {g['multiprocessors']} SMs, "
-                         f"{g['memory_total_bytes'] / 2**30:.1f} GiB)")
+        t.add_row("GPU", term(f"{g['name']} (cc {g['compute_capability']}, {g['multiprocessors']} SMs, "
+                              f"{g['memory_total_bytes'] / 2**30:.1f} GiB)"))
         t.add_row("driver / CUDA", f"{g.get('driver_version', '?')} / runtime {g['cuda_runtime_version']}, "
                                    f"driver API {g['cuda_driver_version']}")
         if "uuid" in g:
-            t.add_row("GPU UUID", g["uuid"])
+            t.add_row("GPU UUID", term(g["uuid"]))
     else:
-        t.add_row("GPU", f"[yellow]none usable: {g.get('reason')}[/]")
+        t.add_row("GPU", f"[yellow]none usable: {term(g.get('reason'))}[/]")
     out.print(t)
 
 
@@ -285,8 +286,8 @@ def calibrate_cmd(
         t.add_row("gpu", f"{k} (theoretical)", f"{v:,.1f} GB/s")
     out.print(t)
     if res.get("gpu_skipped"):
-        out.print(f"[yellow]gpu skipped:[/] {escape(str(res['gpu_skipped']))}")
-    out.print(f"stored in {res['file']}")
+        out.print(f"[yellow]gpu skipped:[/] {term(res['gpu_skipped'])}")
+    out.print(f"stored in {term(res['file'])}")
 
 # -- report (accelbench.report.html) --
 
@@ -310,7 +311,7 @@ def report(
     from .report import html
 
     path = html.write_report(runs, output, title)
-    out.print(f"report written to {path}")
+    out.print(f"report written to {term(path)}")
 
 # -- compare / gate / export (accelbench.compare, accelbench.exports, accelbench.interleave) --
 
@@ -385,7 +386,7 @@ def compare(
     else:
         sys.stdout.write(md.text_table(c))
     for d in c.machine:
-        err.print(f"[bold yellow]warning:[/] machines differ: {escape(d.key)}: {d.base!r} -> {d.new!r}",
+        err.print(f"[bold yellow]warning:[/] machines differ: {term(d.key)}: {term(repr(d.base))} -> {term(repr(d.new))}",
                   soft_wrap=True)
     _write_markdown(markdown, md.comparison(c))
 
@@ -417,16 +418,16 @@ def gate(
     c = res.comparison
     _write_markdown(markdown, md.comparison(c))
     for d in c.machine:
-        err.print(f"[bold yellow]warning:[/] machines differ: {escape(d.key)}: {d.base!r} -> {d.new!r}",
+        err.print(f"[bold yellow]warning:[/] machines differ: {term(d.key)}: {term(repr(d.base))} -> {term(repr(d.new))}",
                   soft_wrap=True)
     if as_json:
         _print_json(c.to_dict())
     counts = ", ".join(f"{v} {k}" for k, v in c.counts().items() if v)
     for r in c.regressions:
-        sys.stdout.write(f"REGRESSION {r.one_line()}\n")
+        sys.stdout.write(f"REGRESSION {plain(r.one_line())}\n")
     for r in c.cases:
         if r.verdict == "slower" and r.definition_changed:
-            sys.stdout.write(f"not gated (definition changed): {r.one_line()}\n")
+            sys.stdout.write(f"not gated (definition changed): {plain(r.one_line())}\n")
     if res.failed:
         sys.stdout.write(f"gate: FAIL, {len(c.regressions)} regression(s) ({counts})\n")
         raise typer.Exit(EXIT_FAILED)
@@ -458,7 +459,7 @@ def export_cmd(
         output.write_text(text, encoding="utf-8")
     except OSError as e:
         raise UsageError(f"{output}: cannot write: {e.strerror}") from None
-    err.print(f"wrote {output}")
+    err.print(f"wrote {term(output)}")
 
 
 def _run_with_baseline(s: Any, opts: Any, baseline: str, interleave: bool, rounds: int, as_json: bool) -> int:
@@ -473,14 +474,14 @@ def _run_with_baseline(s: Any, opts: Any, baseline: str, interleave: bool, round
 
     def progress(i: int, n: int, what: str) -> None:
         if not as_json:
-            err.print(f"[{i + 1}/{n}] {escape(what)}", highlight=False)
+            err.print(f"[{i + 1}/{n}] {term(what)}", highlight=False)
 
     c, bdir, ndir = run_with_baseline(s, opts, baseline, interleave, rounds, progress=progress)
     if as_json:
         _print_json({"baseline_dir": str(bdir), "run_dir": str(ndir), "comparison": c.to_dict()})
     else:
         sys.stdout.write(md.text_table(c))
-        out.print(f"baseline {'re-measured in ' + str(bdir) if interleave else str(bdir)}; results in {ndir}")
+        out.print(f"baseline {'re-measured in ' + term(bdir) if interleave else term(bdir)}; results in {term(ndir)}")
     bad = sum(1 for x in c.cases if x.verdict == "failed")
     return EXIT_FAILED if c.regressions or bad else EXIT_OK
 
@@ -510,4 +511,4 @@ def profile_cmd(
         return
     out.print(render(res["result"], model, batch))
     for b, why in res["skipped"].items():
-        out.print(f"[yellow]{b} skipped:[/] {escape(why)}")
+        out.print(f"[yellow]{b} skipped:[/] {term(why)}")

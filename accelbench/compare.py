@@ -435,11 +435,28 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
                 continue
             out.update(_flatten(v, f"{prefix}.{ks}" if prefix else ks))
     elif isinstance(obj, list) and obj and all(isinstance(v, Mapping) for v in obj):
+        seen: dict[str, int] = {}
         for i, v in enumerate(obj):
-            out.update(_flatten(v, f"{prefix}[{i}]"))
+            ident = _library_identity(v)
+            if ident is None:
+                out.update(_flatten(v, f"{prefix}[{i}]"))
+                continue
+            seen[ident] = seen.get(ident, 0) + 1
+            out.update(_flatten(v, f"{prefix}[{ident}{'' if seen[ident] == 1 else f'#{seen[ident]}'}]"))
     else:
         out[prefix] = obj
     return out
+
+
+def _library_identity(item: Mapping[str, Any]) -> str | None:
+    """A loaded library's identity in a fingerprint list (threadpoolctl's BLAS entries): its internal API
+    and file name. threadpoolctl lists NumPy's and SciPy's OpenBLAS in whatever order they were loaded, so
+    matching by list position compared one library's version with the other's. The directory is left out:
+    it names where the environment lives, not what runs."""
+    api = item.get("internal_api")
+    if not api:
+        return None
+    return f"{api}:{Path(str(item.get('filepath') or '')).name}"
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from .measure.stats import summarize
 from .measure.timing import CpuTimer, TimingPolicy
 from .results import CaseRecord, RunRecord, RunWriter, Timing, new_run_id, now_iso, read_run
 from .runner import RunOptions, count_statuses, measure_case, plan, skipped_record, throughput
-from .suite import Case, Suite, parse
+from .suite import MAX_FILE_BYTES, Case, Suite, parse
 
 DEFAULT_ROUNDS = 20
 
@@ -61,6 +61,9 @@ def baseline_suite(base_dir: str | Path, fallback_dir: Path) -> tuple[Suite, Run
     if not text:
         raise ResultsError(f"{base_dir}: the baseline run does not store its suite text (options.suite_yaml); "
                            "re-run the baseline with this accelbench, or compare without --interleave")
+    if not isinstance(text, str) or len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
+        raise ResultsError(f"{base_dir}: options.suite_yaml is not a suite text of at most {MAX_FILE_BYTES} bytes "
+                           "(the limit for a suite file)")
     sf = Path(run.suite_file) if run.suite_file else None
     suite_dir = sf.resolve().parent if sf is not None and sf.exists() else fallback_dir
     try:

@@ -19,6 +19,7 @@ import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import pandas as pd
@@ -176,9 +177,13 @@ class RunWriter:
 
 def resolve_run_dir(path: str | Path) -> Path:
     """A run directory, its run.json / cases.jsonl, or a results root (its newest run)."""
+    from .safeio import describe
+
     p = Path(path)
     if not p.exists():
-        raise ResultsError(f"{p}: no such file or directory")
+        raise ResultsError(f"{p}: {describe(p) or 'no such file or directory'}")  # a loop is not "missing"
+    if not p.is_dir() and not p.is_file():
+        raise ResultsError(f"{p}: {describe(p)}")  # a FIFO or device: never opened
     if p.is_file():
         if p.name in (RUN_FILE, CASES_FILE):
             return p.parent
@@ -191,13 +196,21 @@ def resolve_run_dir(path: str | Path) -> Path:
     raise ResultsError(f"{p}: holds no run (no {RUN_FILE} or {CASES_FILE})")
 
 
+MAX_RUN_FILE_BYTES = 16 << 20  # run.json: the fingerprint, options and a suite text of at most 1 MiB
+MAX_CASE_LINE_BYTES = 64 << 20  # one case record (a million samples is ~20 MB of JSON)
+
+
 def read_run(path: str | Path) -> tuple[RunRecord, list[CaseRecord]]:
+    """The run record and every case record of a run, cases.jsonl streamed line by line (bounded memory
+    per line, regular files only); two records with one identity are refused with both line numbers."""
+    from .safeio import FileRefused, read_text
+
     d = resolve_run_dir(path)
     rf = d / RUN_FILE
     try:
-        raw = json.loads(rf.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(f"{rf}: missing") from None
+        raw = json.loads(read_text(rf, MAX_RUN_FILE_BYTES))
+    except FileRefused as e:
+        raise ResultsError(f"{rf}: missing" if e.why == "no such file or directory" else str(e)) from None
     except json.JSONDecodeError as e:
         raise ResultsError(f"{rf}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     _check_version(raw, rf)
@@ -205,25 +218,35 @@ def read_run(path: str | Path) -> tuple[RunRecord, list[CaseRecord]]:
         run = RunRecord.model_validate(raw)
     except ValidationError as e:
         raise ResultsError(f"{rf}: not a run record: {_first_error(e)}") from None
-    cases: list[CaseRecord] = []
     cf = d / CASES_FILE
-    if cf.exists():
-        with open(cf, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    if i > 1 and not line.endswith("\n"):
-                        break  # a torn last line from a killed run: everything before it stands
-                    raise ResultsError(f"{cf}:{i}:{e.colno}: invalid JSON: {e.msg}") from None
-                _check_version(obj, cf, i)
-                try:
-                    cases.append(CaseRecord.model_validate(obj))
-                except ValidationError as e:
-                    raise ResultsError(f"{cf}:{i}: not a case record: {_first_error(e)}") from None
-    return run, cases
+    return run, (list(read_cases(cf)) if os.path.lexists(cf) else [])
+
+
+def read_cases(cf: Path) -> Iterator[CaseRecord]:
+    """The records of a cases.jsonl, streamed. A torn last line (a killed run) is dropped; a repeated
+    identity is refused at its second line, naming both lines."""
+    from .safeio import iter_lines
+
+    seen: dict[str, int] = {}
+    for i, line in iter_lines(cf, MAX_CASE_LINE_BYTES):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i > 1 and not line.endswith("\n"):
+                break  # a torn last line from a killed run: everything before it stands
+            raise ResultsError(f"{cf}:{i}:{e.colno}: invalid JSON: {e.msg}") from None
+        _check_version(obj, cf, i)
+        try:
+            rec = CaseRecord.model_validate(obj)
+        except ValidationError as e:
+            raise ResultsError(f"{cf}:{i}: not a case record: {_first_error(e)}") from None
+        first = seen.setdefault(rec.case_id, i)
+        if first != i:
+            raise ResultsError(f"{cf}:{i}: case {rec.case_id!r} is recorded twice (first at line {first}); a run "
+                               "holds each case once")
+        yield rec
 
 
 def _check_version(obj: Any, f: Path, line: int | None = None) -> None:

@@ -334,15 +334,33 @@ def test_machine_diff_ignores_volatile_fields_and_flags_real_differences():
     a = {"hostname": "ci-1", "cpu": {"model": "EPYC", "logical_cores": 2}, "packages": {"numpy": "2.0"},
          "gpu": {"name": "H100", "driver_version": "550", "volatile": {"sm_clock_mhz": 1980}},
          "volatile": {"memory_available_bytes": 5, "load_avg": [1, 2, 3]},
-         "python": {"executable": "/a/python", "version": "3.11"}, "blas": [{"version": "0.3", "filepath": "/x"}]}
+         "python": {"executable": "/a/python", "version": "3.11"}, "blas": [{"version": "0.3", "filepath": "/x/numpy.libs/libopenblas.so"}]}
     b = {"hostname": "ci-2", "cpu": {"model": "EPYC", "logical_cores": 2}, "packages": {"numpy": "2.0"},
          "gpu": {"name": "H100", "driver_version": "550", "volatile": {"sm_clock_mhz": 1410}},
          "volatile": {"memory_available_bytes": 9, "load_avg": [0, 0, 0]},
-         "python": {"executable": "/b/python", "version": "3.11"}, "blas": [{"version": "0.3", "filepath": "/y"}]}
+         "python": {"executable": "/b/python", "version": "3.11"}, "blas": [{"version": "0.3", "filepath": "/y/numpy.libs/libopenblas.so"}]}
     assert machine_diff(a, b) == []
     c = {**b, "gpu": {**b["gpu"], "name": "A100", "driver_version": "535"}, "packages": {"numpy": "2.1"}}
     keys = {d.key for d in machine_diff(a, c)}
     assert keys == {"gpu.name", "gpu.driver_version", "packages.numpy"}
+
+
+def test_machine_diff_matches_libraries_by_identity_not_list_order():
+    """threadpoolctl lists NumPy's and SciPy's OpenBLAS in load order: two runs of one machine were refused
+    as 'blas[0].version: 0.3.30 -> 0.3.31.188.0; blas[1].version: 0.3.31.188.0 -> 0.3.30'."""
+    np_blas = {"internal_api": "openblas", "version": "0.3.30", "num_threads": 2,
+               "filepath": "/v1/site-packages/numpy.libs/libscipy_openblas64_-ff651d7f.so"}
+    sp_blas = {"internal_api": "openblas", "version": "0.3.31.188.0", "num_threads": 2,
+               "filepath": "/v1/site-packages/scipy.libs/libscipy_openblas-68440149.so"}
+    moved = [{**d, "filepath": d["filepath"].replace("/v1/", "/v2/")} for d in (sp_blas, np_blas)]
+    assert machine_diff({"blas": [np_blas, sp_blas]}, {"blas": moved}) == []
+    upgraded = [{**sp_blas, "version": "0.3.32"}, np_blas]
+    diffs = machine_diff({"blas": [np_blas, sp_blas]}, {"blas": upgraded})
+    assert [(d.key, d.base, d.new) for d in diffs] == [
+        ("blas[openblas:libscipy_openblas-68440149.so].version", "0.3.31.188.0", "0.3.32")]
+    mkl = [{"internal_api": "mkl", "version": "2024", "filepath": "/v1/libmkl_rt.so.2"}]
+    assert {d.key.split("]")[0] for d in machine_diff({"blas": [np_blas]}, {"blas": mkl})} == {
+        "blas[openblas:libscipy_openblas64_-ff651d7f.so", "blas[mkl:libmkl_rt.so.2"}
 
 
 def test_compare_reports_machine_differences():

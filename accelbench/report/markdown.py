@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 
 from ..compare import CaseComparison, Comparison, Speedup, fmt_change, fmt_time
+from ..textsafe import md, plain
 
 ICON = {"slower": "🔴", "inconclusive": "🟡", "failed": "❌", "missing": "⚪", "new": "🆕", "faster": "🟢",
         "unchanged": "⚫", "skipped": "⏭"}
@@ -15,7 +16,8 @@ HEAD = ("", "case", "backend", "base", "new", "change", "CI", "verdict")
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """One markdown table cell from text that may hold names from data (textsafe.md)."""
+    return md(text)
 
 
 def _row(c: CaseComparison) -> list[str]:
@@ -49,7 +51,7 @@ def comparison(cmp: Comparison, title: str | None = None) -> str:
     o = cmp.options
     counts = {k: v for k, v in cmp.counts().items() if v}
     lines = [f"## {title or headline(cmp)}", ""]
-    lines.append(f"base `{cmp.base}` → new `{cmp.new}`; metric {o.metric}, threshold {o.threshold * 100:g}% "
+    lines.append(f"base {md(cmp.base)} → new {md(cmp.new)}; metric {o.metric}, threshold {o.threshold * 100:g}% "
                  f"(per-workload thresholds from the suite apply), alpha {o.alpha:g} with Holm's correction over "
                  f"{sum(1 for c in cmp.cases if c.p_slower_adj is not None)} cases"
                  + ("; interleaved in one session" if cmp.interleaved else "; separate sessions") + ".")
@@ -60,7 +62,7 @@ def comparison(cmp: Comparison, title: str | None = None) -> str:
         lines.append("> [!WARNING]")
         lines.append("> The runs come from different machines or software; timings may not be comparable:")
         for d in cmp.machine[:10]:
-            lines.append(f"> - `{d.key}`: `{d.base}` → `{d.new}`")
+            lines.append(f"> - {md(d.key)}: {md(d.base)} → {md(d.new)}")
         if len(cmp.machine) > 10:
             lines.append(f"> - … and {len(cmp.machine) - 10} more")
         lines.append("")
@@ -101,7 +103,7 @@ def speedups(rows: Sequence[Speedup], title: str = "GPU vs CPU") -> str:
 
 def text_table(cmp: Comparison) -> str:
     """The comparison as aligned plain text (regressions first) for the terminal."""
-    rows = [list(HEAD[1:])] + [_row(c)[1:] for c in cmp.cases]
+    rows = [list(HEAD[1:])] + [[plain(x) for x in _row(c)[1:]] for c in cmp.cases]
     widths = [min(60, max(len(r[i]) for r in rows)) for i in range(len(rows[0]) - 1)]
     out = []
     for r in rows:
@@ -111,7 +113,7 @@ def text_table(cmp: Comparison) -> str:
     out.append("")
     out.append(f"{headline(cmp)} ({counts})")
     for d in cmp.machine:
-        out.append(f"WARNING: machine differs: {d.key}: {d.base!r} -> {d.new!r}")
+        out.append(plain(f"WARNING: machine differs: {d.key}: {d.base!r} -> {d.new!r}"))
     return "\n".join(out) + "\n"
 
 
@@ -126,7 +128,7 @@ def _short_names(names: Sequence[str]) -> tuple[list[str], str]:
 
 
 def speedup_text(rows: Sequence[Speedup]) -> str:
-    names, shared = _short_names([s.name for s in rows])
+    names, shared = _short_names([plain(s.name) for s in rows])
     cis = [_speedup_ci(s, "..", "x") for s in rows]
     w = max([6, *(len(c) for c in cis)])
     out = [f"{'speedup':>8}  {'95% CI':{w}}  {'GPU':>10}  {'CPU':>10}  case"]  # the name last: it is long

@@ -8,10 +8,10 @@ from collections import defaultdict
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from ..results import CaseRecord
+from ..textsafe import term
 
 
 def fmt_time(s: float | None) -> str:
@@ -94,9 +94,9 @@ def render(cases: list[CaseRecord], console: Console | None = None, title: str =
                     param_keys.append(k)
         if not param_keys and rows:
             param_keys = list(rows[0].params)[:4]
-        t = Table(title=f"{title + ': ' if title else ''}{wl}", title_justify="left", show_lines=False)
+        t = Table(title=term(f"{title + ': ' if title else ''}{wl}"), title_justify="left", show_lines=False)
         for k in param_keys:
-            t.add_column(k, overflow="fold")
+            t.add_column(term(k), overflow="fold")
         t.add_column("backend")
         t.add_column("median", justify="right")
         t.add_column("±95% CI", justify="right")
@@ -118,7 +118,7 @@ def render(cases: list[CaseRecord], console: Console | None = None, title: str =
             rate, items = _throughput_cells(c) if c.status == "ok" else ("-", "-")
             speed = sp.get(backend_key(c)) if c.backend == "gpu" else None
             status = _STATUS.get(c.status, c.status)
-            cells = [str(c.params.get(k, "")) for k in param_keys] + [
+            cells = [term(c.params.get(k, "")) for k in param_keys] + [
                 c.backend,
                 fmt_time(med) if c.status == "ok" else "-",
                 f"{ci * 100:.1f}%" if ci is not None and math.isfinite(ci) and c.status == "ok" else "-",
@@ -131,7 +131,7 @@ def render(cases: list[CaseRecord], console: Console | None = None, title: str =
                 cells.append(f"{pct:.0f}%" if pct is not None else "-")
             cells += [f"{speed:.1f}×" if speed else "", status]
             if has_metrics:
-                cells.append(_metric_cells(c))
+                cells.append(term(_metric_cells(c)))
             t.add_row(*cells)
         console.print(t)
     problems(cases, console)
@@ -141,13 +141,13 @@ def problems(cases: list[CaseRecord], console: Console) -> None:
     """Failed and errored cases one line each; skipped ones grouped by reason (never hidden)."""
     bad = [c for c in cases if c.status in ("failed", "error")]
     for c in bad:
-        console.print(f"[red]{c.status}[/] {escape(c.name)} @{c.backend}: {escape(c.message)}", soft_wrap=True)
+        console.print(f"[red]{c.status}[/] {term(c.name)} @{c.backend}: {term(c.message)}", soft_wrap=True)
     reasons: dict[str, int] = defaultdict(int)
     for c in cases:
         if c.status == "skipped":
             reasons[c.message] += 1
     for r, n in reasons.items():
-        console.print(f"[yellow]skipped[/] {n} case(s): {escape(r)}", soft_wrap=True)
+        console.print(f"[yellow]skipped[/] {n} case(s): {term(r)}", soft_wrap=True)
 
 
 def summary_line(counts: dict[str, int]) -> str:
