@@ -52,13 +52,27 @@ def guarded(fn: F) -> F:
             err.print(f"[bold red]error:[/] {term(e)}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except Interrupted as e:
+            _ignore_further_signals()
             err.print(f"[yellow]{term(e)}[/]")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
+            _ignore_further_signals()
             err.print("[yellow]interrupted[/]")
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _ignore_further_signals() -> None:
+    """The process is on its way out with 130/143: a second Ctrl-C must not turn that into death by
+    SIGINT (exit -2) half-way through the last message. Only when this module owns the process (main()),
+    never for a caller that invoked a command in its own process."""
+    import signal
+    import threading
+
+    if _OWNS_PROCESS and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _print_json(obj: Any) -> None:
@@ -125,7 +139,7 @@ def run(
     try:
         res = run_suite(s, opts, on_start, on_end)
     finally:
-        progress.stop()
+        progress.live.stop()  # not Progress.stop(): off a terminal that prints a blank line before any error
     counts = res.counts
     if as_json:
         _print_json({"run_dir": str(res.run_dir), "counts": counts, "cases": terminal.as_json(res.cases)})
@@ -242,8 +256,17 @@ def version() -> None:
     out.print(__version__)
 
 
+_OWNS_PROCESS = False
+
+
 def main() -> None:
-    app()
+    global _OWNS_PROCESS
+    _OWNS_PROCESS = True
+    try:
+        app()
+    except KeyboardInterrupt:  # one that arrived outside a command (while typer was starting or ending)
+        _ignore_further_signals()
+        sys.exit(EXIT_INTERRUPTED)
 
 
 # ---- commands owned by feature modules ----
@@ -336,16 +359,44 @@ def _compare_options(threshold: str, alpha: float, metric: str, ignore: list[str
     return o
 
 
+def _is_step_summary(path: Path) -> bool:
+    """Is ``path`` GitHub's job summary file? Its name is the runner's (``.../step_summary_<id>``), so
+    compare with $GITHUB_STEP_SUMMARY's value, not the path's text."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not summary:
+        return False
+    try:
+        return os.path.samefile(path, summary)
+    except OSError:
+        return os.path.abspath(path) == os.path.abspath(summary)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Replace ``path`` atomically (a full disk leaves the previous file, never a broken one)."""
+    from .errors import UsageError
+    from .results import atomic_write_text
+    from .safeio import os_reason
+
+    try:
+        atomic_write_text(path, text)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write: {os_reason(e)}") from None
+
+
 def _write_markdown(path: Path | None, text: str) -> None:
     from .errors import UsageError
+    from .safeio import os_reason
 
     if path is None:
         return
-    try:
-        with open(path, "a" if str(path).endswith("GITHUB_STEP_SUMMARY") else "w", encoding="utf-8") as f:
+    if not _is_step_summary(path):
+        _write_text(path, text)
+        return
+    try:  # the job summary collects every step's markdown: append
+        with open(path, "a", encoding="utf-8") as f:
             f.write(text)
     except OSError as e:
-        raise UsageError(f"{path}: cannot write: {e.strerror}") from None
+        raise UsageError(f"{path}: cannot write: {os_reason(e)}") from None
 
 
 @app.command()
@@ -448,17 +499,13 @@ def export_cmd(
     """
     from . import compare as cmp_mod
     from . import exports
-    from .errors import UsageError
 
     r = cmp_mod.load_side(run)
     text = json.dumps(exports.export(r.run, r.cases, fmt), indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)
         return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"{output}: cannot write: {e.strerror}") from None
+    _write_text(output, text)
     err.print(f"wrote {term(output)}")
 
 

@@ -21,6 +21,7 @@ run the baseline from its own checkout or environment and compare the runs witho
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import secrets
@@ -38,7 +39,7 @@ from .errors import ResultsError, SuiteError, UsageError
 from .measure.stats import summarize
 from .measure.timing import CpuTimer, TimingPolicy
 from .results import CaseRecord, RunRecord, RunWriter, Timing, new_run_id, now_iso, read_run
-from .runner import RunOptions, count_statuses, measure_case, plan, skipped_record, throughput
+from .runner import RunOptions, count_statuses, measure_case, plan, skipped_record, stop_signals, throughput
 from .suite import MAX_FILE_BYTES, Case, Suite, parse
 
 DEFAULT_ROUNDS = 20
@@ -260,6 +261,8 @@ def run_interleaved(base_dir: str | Path, suite: Suite, opts: RunOptions, rounds
     done_b: list[CaseRecord] = []
     done_n: list[CaseRecord] = []
     status = "finished"
+    signals = contextlib.ExitStack()
+    sig = signals.enter_context(stop_signals())  # SIGTERM closes the session as Ctrl-C does
     try:
         for i, k in enumerate(order):
             if progress:
@@ -302,12 +305,16 @@ def run_interleaved(base_dir: str | Path, suite: Suite, opts: RunOptions, rounds
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
-        wb.close(status, count_statuses(done_b))  # type: ignore[arg-type]
-        wn.close(status, count_statuses(done_n))  # type: ignore[arg-type]
+        sig.closing = True
+        try:
+            wb.close(status, count_statuses(done_b))  # type: ignore[arg-type]
+            wn.close(status, count_statuses(done_n))  # type: ignore[arg-type]
+        finally:
+            signals.close()
     if status == "interrupted":
         from .runner import Interrupted
 
-        raise Interrupted(wn.dir)
+        raise Interrupted(wn.dir, sig.signum)
     return InterleaveResult(base_dir=wb.dir, new_dir=wn.dir,
                             base=LoadedRun(wb.run, done_b, str(wb.dir)),
                             new=LoadedRun(wn.run, done_n, str(wn.dir)))

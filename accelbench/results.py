@@ -14,18 +14,19 @@ flop/s, gbps = 1e9 bytes/s, items_per_s).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ResultsError
+from .errors import ResultsError, WriteError
 from .identity import CaseKey
 
 SCHEMA_VERSION = 1
@@ -145,31 +146,110 @@ def _dumps(model: BaseModel) -> str:
     return json.dumps(model.model_dump(mode="json"), allow_nan=True, separators=(",", ":"))
 
 
+# Slack written after run.json's JSON while a run is open (JSON allows trailing whitespace): the space the
+# closing record needs is then already the file's, so a run whose disk filled up can still be closed.
+RUN_FILE_SLACK = 4096
+
+
+def _write_error(path: Path, e: OSError) -> WriteError:
+    from .safeio import os_reason
+
+    return WriteError(f"{path}: cannot write: {os_reason(e)}")
+
+
 class RunWriter:
     """Owns one run directory. run.json is replaced atomically; cases.jsonl is appended and fsynced per
-    case so a run killed half-way keeps every finished case."""
+    case so a run killed half-way keeps every finished case.
+
+    Faults while writing end as :class:`~accelbench.errors.WriteError` (path and errno) and never leave a
+    torn record: an append that fails is cut back to the last whole line; a directory that cannot even be
+    started is removed again. The directory name is taken with ``mkdir`` itself (atomic), so two runs
+    started in the same millisecond get ``-1``, ``-2``... instead of one failing."""
 
     def __init__(self, root: Path, run: RunRecord) -> None:
-        self.dir = root / run.run_id
-        self.dir.mkdir(parents=True, exist_ok=False)
+        base, i = run.run_id, 0
+        while True:
+            self.dir = root / run.run_id
+            try:
+                self.dir.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:
+                i += 1
+                if i > 10_000:
+                    raise
+                run.run_id = f"{base}-{i}"
         self.run = run
-        self._cases = open(self.dir / CASES_FILE, "a", encoding="utf-8")  # noqa: SIM115 (held for the run)
-        self.write_run()
+        self._good = 0  # bytes of cases.jsonl that hold whole records
+        try:
+            self._cases = open(self.dir / CASES_FILE, "ab")  # noqa: SIM115 (held for the run)
+            self.write_run(slack=True)
+        except (OSError, WriteError) as e:
+            self._discard()
+            if isinstance(e, WriteError):
+                raise
+            raise _write_error(self.dir / CASES_FILE, e) from None
 
-    def write_run(self) -> None:
-        atomic_write_text(self.dir / RUN_FILE, json.dumps(self.run.model_dump(mode="json"), indent=2) + "\n")
+    def _discard(self) -> None:
+        """Remove a run directory that never held a case (nothing to keep, nothing half-written)."""
+        if getattr(self, "_cases", None) is not None:
+            self._cases.close()
+        for f in self.dir.iterdir():
+            f.unlink(missing_ok=True)
+        self.dir.rmdir()
+
+    def write_run(self, slack: bool = True) -> None:
+        text = json.dumps(self.run.model_dump(mode="json"), indent=2) + "\n"
+        try:
+            atomic_write_text(self.dir / RUN_FILE, text + (" " * RUN_FILE_SLACK + "\n" if slack else ""))
+        except OSError as e:
+            if not self._overwrite_in_place(text):
+                raise _write_error(self.dir / RUN_FILE, e) from None
+
+    def _overwrite_in_place(self, text: str) -> bool:
+        """The disk is full: rewrite run.json inside the space it already holds (its slack), if it fits,
+        padded with spaces to its old size so that the space stays its own. Not atomic: the fallback only."""
+        f = self.dir / RUN_FILE
+        data = text.encode("utf-8")
+        try:
+            size = f.stat().st_size if f.is_file() else -1
+            if size < len(data):
+                return False
+            with open(f, "r+b") as fh:
+                fh.write(data + b" " * (size - len(data)))
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            return False
+        return True
 
     def append(self, case: CaseRecord) -> None:
-        self._cases.write(_dumps(case) + "\n")
-        self._cases.flush()
-        os.fsync(self._cases.fileno())
+        data = (_dumps(case) + "\n").encode("utf-8")
+        try:
+            self._cases.write(data)
+            self._cases.flush()
+            os.fsync(self._cases.fileno())
+        except OSError as e:
+            self._cut_back()
+            raise _write_error(self.dir / CASES_FILE, e) from None
+        self._good += len(data)
+
+    def _cut_back(self) -> None:
+        """Drop the part of a record a failed write left behind, so the file ends with a whole line."""
+        with contextlib.suppress(OSError):  # its buffer cannot be flushed either; the error is raised already
+            self._cases.close()
+        with contextlib.suppress(OSError):
+            os.truncate(self.dir / CASES_FILE, self._good)
+            self._cases = open(self.dir / CASES_FILE, "ab")  # noqa: SIM115
 
     def close(self, status: Literal["finished", "interrupted"], counts: dict[str, int]) -> None:
         self.run.finished_at = now_iso()
         self.run.status = status
         self.run.counts = counts
-        self.write_run()
-        self._cases.close()
+        try:
+            self.write_run(slack=False)
+        finally:
+            with contextlib.suppress(OSError):
+                self._cases.close()
 
 
 # ---------------------------------------------------------------- reading
@@ -208,7 +288,7 @@ def read_run(path: str | Path) -> tuple[RunRecord, list[CaseRecord]]:
     d = resolve_run_dir(path)
     rf = d / RUN_FILE
     try:
-        raw = json.loads(read_text(rf, MAX_RUN_FILE_BYTES))
+        raw = json.loads(read_text(rf, MAX_RUN_FILE_BYTES))  # ignores the open run's trailing slack
     except FileRefused as e:
         raise ResultsError(f"{rf}: missing" if e.why == "no such file or directory" else str(e)) from None
     except json.JSONDecodeError as e:
