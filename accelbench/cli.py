@@ -108,6 +108,8 @@ def run(
     interleave: Annotated[bool, typer.Option("--interleave", help="With --baseline: re-measure the baseline's "
                                              "suite and this one alternately in one session.")] = False,
     rounds: Annotated[int, typer.Option("--rounds", help="Interleaved rounds per case.")] = 20,
+    allow_different_machines: Annotated[bool, typer.Option("--allow-different-machines", help="With --baseline: "
+                                        "compare even when the fingerprints differ (as gate's option).")] = False,
 ) -> None:
     """Run every case of SUITE on the GPU (CuPy) and the CPU (NumPy), validate, time and report.
 
@@ -123,7 +125,8 @@ def run(
     opts = RunOptions(backends=_backends(backend), filter=filter, quick=quick, out=out_dir,
                       counters=not no_counters, argv=sys.argv, strict_backend=backend != "all")
     if baseline is not None or interleave:
-        raise typer.Exit(_run_with_baseline(s, opts, baseline or "", interleave, rounds, as_json))
+        raise typer.Exit(_run_with_baseline(s, opts, baseline or "", interleave, rounds, as_json,
+                                            allow_different_machines))
     progress = Progress(TextColumn("[bold]{task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, transient=True, disable=as_json)
     task = progress.add_task("run", total=None, what="")
@@ -332,7 +335,9 @@ def report(
     Example: accelbench report results/ -o reports/kernels.html
     """
     from .report import html
+    from .results import read_run_record, unfinished_note
 
+    _warn([w for r in runs if (w := unfinished_note(read_run_record(r)[1], r))])
     path = html.write_report(runs, output, title)
     out.print(f"report written to {term(path)}")
 
@@ -357,6 +362,11 @@ def _compare_options(threshold: str, alpha: float, metric: str, ignore: list[str
                        ignore_params=tuple(ignore or ()))
     o.check()
     return o
+
+
+def _warn(lines: list[str]) -> None:
+    for w in lines:
+        err.print(f"[bold yellow]warning:[/] {term(w)}", soft_wrap=True)
 
 
 def _is_step_summary(path: Path) -> bool:
@@ -436,6 +446,7 @@ def compare(
         _print_json(c.to_dict())
     else:
         sys.stdout.write(md.text_table(c))
+    _warn(c.warnings)
     for d in c.machine:
         err.print(f"[bold yellow]warning:[/] machines differ: {term(d.key)}: {term(repr(d.base))} -> {term(repr(d.new))}",
                   soft_wrap=True)
@@ -468,6 +479,7 @@ def gate(
                        allow_different_machines=allow_different_machines)
     c = res.comparison
     _write_markdown(markdown, md.comparison(c))
+    _warn(c.warnings)
     for d in c.machine:
         err.print(f"[bold yellow]warning:[/] machines differ: {term(d.key)}: {term(repr(d.base))} -> {term(repr(d.new))}",
                   soft_wrap=True)
@@ -479,6 +491,8 @@ def gate(
     for r in c.cases:
         if r.verdict == "slower" and r.definition_changed:
             sys.stdout.write(f"not gated (definition changed): {plain(r.one_line())}\n")
+        elif r.verdict == "failed":
+            sys.stdout.write(f"not gated: {plain(r.one_line())}\n")
     if res.failed:
         sys.stdout.write(f"gate: FAIL, {len(c.regressions)} regression(s) ({counts})\n")
         raise typer.Exit(EXIT_FAILED)
@@ -509,7 +523,8 @@ def export_cmd(
     err.print(f"wrote {term(output)}")
 
 
-def _run_with_baseline(s: Any, opts: Any, baseline: str, interleave: bool, rounds: int, as_json: bool) -> int:
+def _run_with_baseline(s: Any, opts: Any, baseline: str, interleave: bool, rounds: int, as_json: bool,
+                       allow_different_machines: bool = False) -> int:
     """`run --baseline [--interleave]`: measure, compare with the baseline, print; returns the exit code
     (1 when a case failed or regressed)."""
     from .errors import UsageError
@@ -523,7 +538,8 @@ def _run_with_baseline(s: Any, opts: Any, baseline: str, interleave: bool, round
         if not as_json:
             err.print(f"[{i + 1}/{n}] {term(what)}", highlight=False)
 
-    c, bdir, ndir = run_with_baseline(s, opts, baseline, interleave, rounds, progress=progress)
+    c, bdir, ndir = run_with_baseline(s, opts, baseline, interleave, rounds, progress=progress,
+                                      allow_different_machines=allow_different_machines)
     if as_json:
         _print_json({"baseline_dir": str(bdir), "run_dir": str(ndir), "comparison": c.to_dict()})
     else:

@@ -63,7 +63,7 @@ import numpy as np
 from scipy import stats as _st
 
 from .errors import ResultsError, UsageError
-from .results import CaseRecord, RunRecord, Timing, read_run
+from .results import CaseRecord, RunRecord, Timing, read_run, unfinished_note
 
 Verdict = Literal["slower", "faster", "unchanged", "inconclusive", "new", "missing", "failed", "skipped"]
 VERDICTS: tuple[str, ...] = ("slower", "inconclusive", "failed", "missing", "new", "faster", "unchanged",
@@ -305,11 +305,14 @@ def decide(ratio: RatioCI, p_slower_adj: float, p_faster_adj: float, threshold: 
         return "faster", f"{(ratio.ratio - 1) * 100:.1f}%, p={p_faster_adj:.2g}"
     if ratio.ci_low >= down and ratio.ci_high <= up:
         return "unchanged", f"CI within ±{threshold * 100:g}%"
+    ci = f"CI {ratio.ci_low:.3f}..{ratio.ci_high:.3f}"
+    if not (ratio.ci_low > 0 and math.isfinite(ratio.ci_high)):
+        ci = "no CI: too few samples"  # (0, inf) bounds nothing; "-100% .. inf" read like a measurement
     if ratio.ratio > up or ratio.ratio < down:
         return "inconclusive", f"{(ratio.ratio - 1) * 100:+.1f}% beyond ±{threshold * 100:g}% but the evidence " \
-                               f"does not hold (p={min(p_slower_adj, p_faster_adj):.2g}, CI " \
-                               f"{ratio.ci_low:.3f}..{ratio.ci_high:.3f})"
-    return "inconclusive", f"CI {ratio.ci_low:.3f}..{ratio.ci_high:.3f} reaches beyond ±{threshold * 100:g}%"
+                               f"does not hold (p={min(p_slower_adj, p_faster_adj):.2g}, {ci})"
+    return "inconclusive", f"{ci} reaches beyond ±{threshold * 100:g}%" if ci.startswith("CI") else \
+        f"{ci} to rule out ±{threshold * 100:g}%"
 
 
 # ---------------------------------------------------------------- records -> sides
@@ -332,6 +335,24 @@ def resolution_per_op_s(t: Timing) -> float:
     if res is None:
         res = next((v for k, v in DEFAULT_RESOLUTION_S.items() if t.method.startswith(k)), UNKNOWN_RESOLUTION_S)
     return float(res) / max(1, int(t.inner_loops or 1))
+
+
+def timing_problem(t: Timing | None) -> str | None:
+    """Why a successful record's headline timing cannot be compared (None when it can): every sample must
+    be a finite, positive time. A summary-only import (pytest-benchmark without raw data) must have a
+    finite, positive median, mean and min instead. Such a record is invalid, never "unchanged"."""
+    if t is None:
+        return None
+    if not t.samples_s:
+        if t.stop_reason == "imported":
+            bad = [k for k in ("median", "mean", "min") if not (math.isfinite(float(t.summary.get(k, math.nan)))
+                                                                and float(t.summary.get(k, math.nan)) > 0)]
+            return f"its summary's {', '.join(bad)} not a finite, positive time" if bad else None
+        return "no samples"
+    x = np.asarray(t.samples_s, dtype=np.float64)
+    parts = [f"{n} {what}" for n, what in ((int(np.isnan(x).sum()), "NaN"), (int(np.isinf(x).sum()), "infinite"),
+                                            (int((x <= 0).sum()), "zero or negative")) if n]
+    return f"{', '.join(parts)} of {x.size} samples" if parts else None
 
 
 def side_of(rec: CaseRecord, metric: str) -> Side | None:
@@ -568,6 +589,7 @@ class Comparison:
     interleaved: bool
     base_suite: str = ""
     new_suite: str = ""
+    warnings: list[str] = field(default_factory=list)  # e.g. a run that never finished
 
     @property
     def regressions(self) -> list[CaseComparison]:
@@ -589,7 +611,7 @@ class Comparison:
             "base": self.base, "new": self.new, "options": asdict(self.options),
             "interleaved": self.interleaved, "machine_checked": self.machine_checked,
             "machine_differences": [asdict(d) for d in self.machine],
-            "counts": self.counts(), "regressions": [c.key for c in self.regressions],
+            "counts": self.counts(), "regressions": [c.key for c in self.regressions], "warnings": self.warnings,
             "cases": [{k: clean(v) for k, v in asdict(c).items()} for c in self.cases],
         }
 
@@ -646,6 +668,12 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
             bad = b if which == "base" else n
             cc.verdict, cc.reason = "failed", f"{bad.status} in {which}: {bad.message}"
             continue
+        invalid = [(w, why) for w, r in (("base", b), ("new", n)) if (why := timing_problem(r.timing))]
+        if invalid:
+            cc.verdict = "failed"
+            cc.reason = "; ".join(f"invalid record in {w}: {why}: a time must be finite and positive"
+                                  for w, why in invalid)
+            continue
         if b.definition_hash and n.definition_hash and b.definition_hash != n.definition_hash:
             ignored_diff = {k for k in ign if b.params.get(k) != n.params.get(k)}
             if ignored_diff:
@@ -673,16 +701,17 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
     results.sort(key=lambda c: (order[c.verdict], -(c.ratio or 0) if c.verdict != "faster" else (c.ratio or 0)))
     be, ne = base.run.environment or {}, new.run.environment or {}
     checked = bool(be) and bool(ne)
+    warnings = [w for w in (unfinished_note(base.run, base.source), unfinished_note(new.run, new.source)) if w]
     return Comparison(base=base.source, new=new.source, options=opts, cases=results,
                       machine=machine_diff(be, ne) if checked else [], machine_checked=checked,
-                      interleaved=paired, base_suite=base.run.suite, new_suite=new.run.suite)
+                      interleaved=paired, base_suite=base.run.suite, new_suite=new.run.suite, warnings=warnings)
 
 
 def speedups(run: LoadedRun, metric: str = "median", level: float = DEFAULT_LEVEL) -> list[Speedup]:
     """GPU-vs-CPU speedup (CPU time / GPU time) with its CI for every case measured on both backends."""
     by: dict[str, dict[str, CaseRecord]] = {}
     for c in run.cases:
-        if c.status == "ok" and c.timing is not None:
+        if c.status == "ok" and c.timing is not None and timing_problem(c.timing) is None:
             by.setdefault(c.case_id.rsplit("@", 1)[0], {})[c.backend] = c
     out = []
     for key, d in by.items():
@@ -757,17 +786,24 @@ class GateResult:
         return bool(self.comparison.regressions)
 
 
+def check_machines(cmp: Comparison, allow_different_machines: bool, kept: str = "") -> None:
+    """The one rule for judging runs of two machines (``gate`` and ``run --baseline``): refused, exit 2,
+    unless allowed. ``kept`` says where a run that was just measured stays."""
+    if cmp.machine and not allow_different_machines:
+        diffs = "; ".join(f"{d.key}: {d.base!r} -> {d.new!r}" for d in cmp.machine[:6])
+        more = f" (+{len(cmp.machine) - 6} more)" if len(cmp.machine) > 6 else ""
+        raise ResultsError(f"the runs come from different machines or software ({diffs}{more}); "
+                           "timings are not comparable. Pass --allow-different-machines to compare anyway"
+                           + (f"; the new run is kept in {kept}" if kept else ""))
+
+
 def gate(base: str | Path, new: str | Path, opts: CompareOptions | None = None,
          allow_different_machines: bool = False) -> GateResult:
     """Compare two runs and decide; raises ResultsError (exit 2) when the machines differ and that was
     not allowed, or when there is nothing to compare."""
     a, b = load_side(base), load_side(new)
     cmp = compare_runs(a, b, opts)
-    if cmp.machine and not allow_different_machines:
-        diffs = "; ".join(f"{d.key}: {d.base!r} -> {d.new!r}" for d in cmp.machine[:6])
-        more = f" (+{len(cmp.machine) - 6} more)" if len(cmp.machine) > 6 else ""
-        raise ResultsError(f"the runs come from different machines or software ({diffs}{more}); "
-                           "timings are not comparable. Pass --allow-different-machines to gate anyway")
+    check_machines(cmp, allow_different_machines)
     if not any(c.ratio is not None for c in cmp.cases):
         raise ResultsError(f"no case of {base} could be compared with {new} (no matching successful cases)")
     return GateResult(comparison=cmp, refused=None)

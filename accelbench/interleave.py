@@ -322,9 +322,11 @@ def run_interleaved(base_dir: str | Path, suite: Suite, opts: RunOptions, rounds
 
 def run_with_baseline(suite: Suite, opts: RunOptions, baseline: str | Path, interleave: bool,
                       rounds: int = DEFAULT_ROUNDS, compare: CompareOptions | None = None,
-                      progress: Progress | None = None) -> tuple[Comparison, Path, Path]:
-    """The ``run --baseline`` path: returns the comparison and the (baseline, candidate) run dirs."""
-    from .compare import load_side
+                      progress: Progress | None = None, allow_different_machines: bool = False
+                      ) -> tuple[Comparison, Path, Path]:
+    """The ``run --baseline`` path: returns the comparison and the (baseline, candidate) run dirs. A
+    baseline from another machine is refused as ``gate`` refuses it (compare.check_machines)."""
+    from .compare import check_machines, load_side
 
     compare = compare or CompareOptions()
     if interleave:
@@ -335,4 +337,6 @@ def run_with_baseline(suite: Suite, opts: RunOptions, baseline: str | Path, inte
     base = load_side(baseline)  # fail on a bad baseline before spending time on the run
     hook: Any = (lambda i, n, case, b: progress(i, n, case.name)) if progress else None
     r = run_suite(suite, opts, hook)
-    return compare_runs(base, LoadedRun(r.run, r.cases, str(r.run_dir)), compare), Path(base.source), r.run_dir
+    cmp = compare_runs(base, LoadedRun(r.run, r.cases, str(r.run_dir)), compare)
+    check_machines(cmp, allow_different_machines, kept=str(r.run_dir))
+    return cmp, Path(base.source), r.run_dir

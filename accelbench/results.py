@@ -283,6 +283,24 @@ MAX_CASE_LINE_BYTES = 64 << 20  # one case record (a million samples is ~20 MB o
 def read_run(path: str | Path) -> tuple[RunRecord, list[CaseRecord]]:
     """The run record and every case record of a run, cases.jsonl streamed line by line (bounded memory
     per line, regular files only); two records with one identity are refused with both line numbers."""
+    d, run = read_run_record(path)
+    cf = d / CASES_FILE
+    return run, (list(read_cases(cf)) if os.path.lexists(cf) else [])
+
+
+def unfinished_note(run: RunRecord, where: str | Path) -> str | None:
+    """What to tell a reader of a run that never finished (None for a finished one): its results are what
+    was written before it stopped."""
+    if run.status == "finished":
+        return None
+    if run.status == "interrupted":
+        return f"{where} was interrupted (status 'interrupted'): only the cases it finished are there"
+    return (f"{where} never finished (status 'running': it was killed, or is still running); only the cases "
+            "it wrote are there")
+
+
+def read_run_record(path: str | Path) -> tuple[Path, RunRecord]:
+    """The run directory and its run.json, without reading the cases."""
     from .safeio import FileRefused, read_text
 
     d = resolve_run_dir(path)
@@ -298,8 +316,7 @@ def read_run(path: str | Path) -> tuple[RunRecord, list[CaseRecord]]:
         run = RunRecord.model_validate(raw)
     except ValidationError as e:
         raise ResultsError(f"{rf}: not a run record: {_first_error(e)}") from None
-    cf = d / CASES_FILE
-    return run, (list(read_cases(cf)) if os.path.lexists(cf) else [])
+    return d, run
 
 
 def read_cases(cf: Path) -> Iterator[CaseRecord]:

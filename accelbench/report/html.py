@@ -37,6 +37,7 @@ from markupsafe import Markup
 
 from .. import __version__
 from ..errors import UsageError
+from ..measure.stats import MIN_CI_SAMPLES
 from ..results import CaseRecord, RunRecord, atomic_write_text, load
 
 HERE = Path(__file__).parent
@@ -484,10 +485,13 @@ def workload_table(ids: _Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Ratio],
         med = _num(r.get("median_s")) if ok else None
         cells.append(Cell(fmt_time(med), med))
         lo, hi = (_num(r.get("ci_low_s")), _num(r.get("ci_high_s"))) if ok else (None, None)
-        cells.append(Cell(_ci_text(lo, hi, fmt_time), hi - lo if lo is not None and hi is not None else None))
+        n = _num(r.get("n_samples")) if ok else None
+        if n is not None and n < MIN_CI_SAMPLES:  # [min, max] of a few samples is no interval ("192 ms – 192 ms")
+            cells.append(Cell("too few samples", None, "nowrap"))
+        else:
+            cells.append(Cell(_ci_text(lo, hi, fmt_time), hi - lo if lo is not None and hi is not None else None))
         cv = _num(r.get("cv")) if ok else None
         cells.append(Cell(f"{cv * 100:.1f}%" if cv is not None else "–", cv))
-        n = _num(r.get("n_samples")) if ok else None
         cells.append(Cell(f"{int(n)}" if n is not None else "–", n))
         for col in ("gflops", "gbps", *pct_keys, "items_per_s"):
             v = (_num(r.get(col)) if col in r else _num((rec.get("throughput") or {}).get(col))) if ok else None

@@ -21,7 +21,11 @@ def _cell(text: str) -> str:
 
 
 def _row(c: CaseComparison) -> list[str]:
-    ci = f"{fmt_change(c.ci_low)} … {fmt_change(c.ci_high)}" if c.ci_low is not None else ""
+    ci = ""
+    if c.ci_low is not None and c.ci_high is not None:
+        # (0, inf) is what few samples or rounds bound: no interval at all ("-100.0% … inf" read as one)
+        ok = c.ci_low > 0 and math.isfinite(c.ci_high)
+        ci = f"{fmt_change(c.ci_low)} … {fmt_change(c.ci_high)}" if ok else "too few samples"
     verdict: str = c.verdict
     if c.definition_changed:
         verdict += " (definition changed, not gated)"
@@ -58,6 +62,8 @@ def comparison(cmp: Comparison, title: str | None = None) -> str:
     lines.append("")
     lines.append(", ".join(f"{ICON[k]} {v} {k}" for k, v in counts.items()))
     lines.append("")
+    for w in cmp.warnings:
+        lines += ["> [!WARNING]", f"> {md(w)}", ""]
     if cmp.machine:
         lines.append("> [!WARNING]")
         lines.append("> The runs come from different machines or software; timings may not be comparable:")

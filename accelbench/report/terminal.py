@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..measure.stats import MIN_CI_SAMPLES
 from ..results import CaseRecord
 from ..textsafe import term
 
@@ -114,7 +115,7 @@ def render(cases: list[CaseRecord], console: Console | None = None, title: str =
         for c in rows:
             s = c.timing.summary if c.timing else {}
             med = s.get("median")
-            ci = s.get("rel_ci_halfwidth")
+            ci = s.get("rel_ci_halfwidth") if s.get("n", 0) >= MIN_CI_SAMPLES else None  # [min, max] is no CI
             rate, items = _throughput_cells(c) if c.status == "ok" else ("-", "-")
             speed = sp.get(backend_key(c)) if c.backend == "gpu" else None
             status = _STATUS.get(c.status, c.status)
