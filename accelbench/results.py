@@ -322,28 +322,43 @@ def read_run_record(path: str | Path) -> tuple[Path, RunRecord]:
 def read_cases(cf: Path) -> Iterator[CaseRecord]:
     """The records of a cases.jsonl, streamed. A torn last line (a killed run) is dropped; a repeated
     identity is refused at its second line, naming both lines."""
-    from .safeio import iter_lines
+    from .safeio import iter_lines, line_text
 
     seen: dict[str, int] = {}
-    for i, line in iter_lines(cf, MAX_CASE_LINE_BYTES):
-        if not line.strip():
+    for i, raw in iter_lines(cf, MAX_CASE_LINE_BYTES):
+        if not raw.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            if i > 1 and not line.endswith("\n"):
-                break  # a torn last line from a killed run: everything before it stands
-            raise ResultsError(f"{cf}:{i}:{e.colno}: invalid JSON: {e.msg}") from None
-        _check_version(obj, cf, i)
-        try:
-            rec = CaseRecord.model_validate(obj)
-        except ValidationError as e:
-            raise ResultsError(f"{cf}:{i}: not a case record: {_first_error(e)}") from None
+        rec = _fast_case(raw)  # pydantic parses the JSON itself: 3x faster (a 100k-case gate)
+        if rec is None:  # whatever it is, the careful path says exactly what is wrong with it
+            line = line_text(cf, i, raw)
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                if i > 1 and not line.endswith("\n"):
+                    break  # a torn last line from a killed run: everything before it stands
+                raise ResultsError(f"{cf}:{i}:{e.colno}: invalid JSON: {e.msg}") from None
+            _check_version(obj, cf, i)
+            try:
+                rec = CaseRecord.model_validate(obj)
+            except ValidationError as e:
+                raise ResultsError(f"{cf}:{i}: not a case record: {_first_error(e)}") from None
         first = seen.setdefault(rec.case_id, i)
         if first != i:
             raise ResultsError(f"{cf}:{i}: case {rec.case_id!r} is recorded twice (first at line {first}); a run "
                                "holds each case once")
         yield rec
+
+
+def _fast_case(raw: bytes) -> CaseRecord | None:
+    """A record of a version this reads, parsed in one step; None for anything else (the caller's careful
+    path then reports it). The version must have been written, not defaulted."""
+    try:
+        rec = CaseRecord.model_validate_json(raw)
+    except ValidationError:
+        return None
+    if "schema_version" not in rec.model_fields_set or rec.schema_version > SCHEMA_VERSION:
+        return None
+    return rec
 
 
 def _check_version(obj: Any, f: Path, line: int | None = None) -> None:

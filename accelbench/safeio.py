@@ -97,9 +97,10 @@ def read_text(path: str | Path, limit: int) -> str:
         raise FileRefused(path, f"not UTF-8 text (byte {e.start})") from None
 
 
-def iter_lines(path: str | Path, max_line: int) -> Iterator[tuple[int, str]]:
-    """(line number, text) for each line of the regular file ``path``, streamed: memory stays bounded by
-    ``max_line`` however large the file is. A line longer than that is refused with its number."""
+def iter_lines(path: str | Path, max_line: int) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes) for each line of the regular file ``path``, streamed: memory stays bounded
+    by ``max_line`` however large the file is. A line longer than that is refused with its number. Bytes,
+    because a JSON parser reads them directly; :func:`line_text` decodes one with a clear error."""
     fd = _open(path)
     try:
         with os.fdopen(fd, "rb", closefd=False) as f:
@@ -114,13 +115,17 @@ def iter_lines(path: str | Path, max_line: int) -> Iterator[tuple[int, str]]:
                 i += 1
                 if len(raw) > max_line:
                     raise FileRefused(f"{path}:{i}", f"line longer than {_size(max_line)}, the limit for one record")
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise FileRefused(f"{path}:{i}", f"not UTF-8 text (byte {e.start} of the line)") from None
-                yield i, text
+                yield i, raw
     finally:
         os.close(fd)
+
+
+def line_text(path: str | Path, i: int, raw: bytes) -> str:
+    """Line ``i`` of ``path`` as text; refused with its number when it is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FileRefused(f"{path}:{i}", f"not UTF-8 text (byte {e.start} of the line)") from None
 
 
 def _size(n: int) -> str:

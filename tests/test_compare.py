@@ -371,3 +371,35 @@ def test_compare_reports_machine_differences():
     assert [(d.key, d.base, d.new) for d in cmp.machine] == [("cpu.model", "A", "B")]
     unchecked = compare_runs(run_of([case("a", x)], env={}), run_of([case("a", x)]))
     assert not unchecked.machine_checked and unchecked.machine == []
+
+
+# ---------------------------------------------------------------- the fast paths equal what they replace
+
+
+def test_mannwhitney_one_sided_equals_scipys_for_both_alternatives():
+    """compare computes both one-sided p-values itself (scipy's wrapper cost ~1 ms a call, two calls per
+    case); they must be scipy's, exact method and normal approximation, with ties and without."""
+    from scipy import stats as st
+
+    from accelbench.compare import mannwhitney_one_sided
+
+    rng = np.random.default_rng(7)
+    for trial in range(600):
+        n1, n2 = int(rng.integers(2, 14)), int(rng.integers(2, 14))
+        if trial % 3 == 0:  # ties
+            x, y = rng.integers(0, 4, n1).astype(float), rng.integers(0, 4, n2).astype(float)
+        else:
+            x, y = rng.lognormal(0, 1, n1), rng.lognormal(0.4, 1, n2)
+        if np.all(x == x[0]) and np.all(y == y[0]) and x[0] == y[0]:
+            continue
+        ref = (st.mannwhitneyu(x, y, alternative="greater").pvalue, st.mannwhitneyu(x, y, alternative="less").pvalue)
+        assert mannwhitney_one_sided(x, y) == pytest.approx(ref, rel=1e-12, abs=1e-300), (x, y)
+
+
+def test_block_medians_equal_numpys_exactly():
+    rng = np.random.default_rng(8)
+    for n in [24, 25, 29, 30, 31, 99, 100, 101, 1001, 4999]:
+        x = rng.lognormal(0, 1, n)
+        k = min(10, n // 3)
+        assert block_values(x, "median") == {i: float(np.median(b)) for i, b in enumerate(np.array_split(x, k))}
+        assert side_of(case("a", x), "median").value == float(np.median(x))
