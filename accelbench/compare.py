@@ -725,8 +725,8 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
         out: dict[str, CaseRecord] = {}
         for c in cases:
             k = match_key(c, ign)
-            if k in out:
-                raise ResultsError(f"{which}: two cases share the identity {k}"
+            if k in out:  # (a repeated case id is refused on reading, with both line numbers)
+                raise ResultsError(f"{which}: cases {out[k].case_id} and {c.case_id} share the identity {k}"
                                    + (" once the ignored parameters are dropped" if ign else ""))
             out[k] = c
         return out

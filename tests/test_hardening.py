@@ -255,7 +255,7 @@ def _run_in(out: Path, n: int, fsize: int | None = None) -> subprocess.Completed
 def _check_closed(out: Path, r: subprocess.CompletedProcess[str], errno_name: str) -> int:
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert f"cases.jsonl: cannot write: " in r.stderr and f"({errno_name})" in r.stderr
+    assert "cases.jsonl: cannot write: " in r.stderr and f"({errno_name})" in r.stderr
     assert "closed as interrupted" in r.stderr
     (d,) = list(out.iterdir())
     data = (d / "cases.jsonl").read_bytes()
@@ -509,3 +509,21 @@ def test_markdown_appends_to_the_job_summary_named_by_the_variable(tmp_path: Pat
 
 def test_write_error_is_a_typed_usage_class_error():
     assert WriteError("x").exit_code == 2
+
+
+def test_log_axes_label_decades_only():
+    from accelbench.report import html
+
+    lay = html._layout("case", "t", log_y=True, log_x=True)
+    for ax in ("xaxis", "yaxis"):
+        assert lay[ax]["type"] == "log" and lay[ax]["dtick"] == 1 and lay[ax]["minor"]["dtick"] == "D1"
+
+
+def test_a_workload_with_too_many_cases_gets_a_note_not_a_box_per_case(tmp_path: Path, monkeypatch):
+    from accelbench.report import html
+
+    monkeypatch.setattr(html, "MAX_CHART_CASES", 3)
+    d = write_run(tmp_path, [rec(str(i), [1e-3] * 10) for i in range(5)])
+    out = tmp_path / "r.html"
+    html.write_report([d], out, None)
+    assert "5 cases: too many to draw one box each (at most 3)" in out.read_text()

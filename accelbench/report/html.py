@@ -53,6 +53,7 @@ SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
 MAX_POINTS = 1000
+MAX_CHART_CASES = 200  # per-case sample charts beyond this many cases of one workload become a note
 FLAT_TICKS = 8  # up to this many cases per chart, tick labels stay horizontal, one parameter per line  # samples drawn per box; beyond this an evenly spaced quantile subsample (shape kept)
 
 
@@ -159,8 +160,8 @@ def time_unit(values: Iterable[float | None]) -> tuple[str, float]:
 def fmt_time(s: float | None) -> str:
     if s is None or not _finite(s):
         return "–"
-    unit, scale = time_unit([s])
-    return f"{s / scale:.3g} {unit}"
+    unit, scale = next(((u, f) for u, f in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)) if s >= f), ("ns", 1e-9))
+    return f"{s / scale:.3g} {unit}"  # (time_unit's rule for one value, without a median per call)
 
 
 def fmt_num(v: float | None, digits: int = 3) -> str:
@@ -256,10 +257,13 @@ def _layout(title_x: str = "", title_y: str = "", log_y: bool = False, log_x: bo
         # categorical case axis: the tick labels (one parameter per line) say what each case is
         lay["xaxis"]["title"] = {"text": ""}
         lay["xaxis"]["tickfont"] = {"size": 11}
+    # log axes: label the decades only ("0.1, 1, 10"), unlabelled minor grid lines at 2..9 between them;
+    # plotly's default labelled the 2s and 5s too and read "2, 100, 5, 2, 10, 5, 2, 1"
+    log_axis = {"type": "log", "dtick": 1, "minor": {"dtick": "D1", "showgrid": True}}
     if log_y:
-        lay["yaxis"]["type"] = "log"
+        lay["yaxis"].update(log_axis)
     if log_x:
-        lay["xaxis"]["type"] = "log"
+        lay["xaxis"].update(log_axis)
     lay.update(extra)
     return lay
 
@@ -759,6 +763,11 @@ def distribution_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[
             b.notes.append("No samples: every case of this workload was skipped (see Problems)."
                            if (rows["status"] == "skipped").all() else
                            "No samples: no case of this workload finished (see Problems).")
+            blocks.append(b)
+            continue
+        if len(ok) > MAX_CHART_CASES:  # thousands of boxes are unreadable and made a 10k-case report take minutes
+            b.notes.append(f"{len(ok)} cases: too many to draw one box each (at most {MAX_CHART_CASES}); each case's "
+                           "spread is in the table (CI, CV)")
             blocks.append(b)
             continue
         labels = tick_labels(ok)
