@@ -276,9 +276,10 @@ def block_values(samples: Sequence[float] | np.ndarray, metric: str = "median",
     if k < MIN_BLOCKS:
         return {}
     if metric == "median":  # the default: np.median along rows, not once per block (a 100k-case gate)
-        q, r = divmod(x.size, k)  # np.array_split's blocks: r of q + 1 values, then k - r of q
-        head = _sorted_median(np.sort(x[:r * (q + 1)].reshape(r, q + 1), axis=1)) if r else np.empty(0)
-        rest = _sorted_median(np.sort(x[r * (q + 1):].reshape(k - r, q), axis=1))
+        q, extra = divmod(x.size, k)  # np.array_split's blocks: `extra` of q + 1 values, then k - extra of q
+        cut = extra * (q + 1)
+        head = _sorted_median(np.sort(x[:cut].reshape(extra, q + 1), axis=1)) if extra else np.empty(0)
+        rest = _sorted_median(np.sort(x[cut:].reshape(k - extra, q), axis=1))
         return dict(enumerate(np.concatenate([head, rest]).tolist()))
     return {i: _metric(b, metric) for i, b in enumerate(np.array_split(x, k))}
 
