@@ -53,6 +53,7 @@ SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
 MAX_POINTS = 1000
+RATIO_TICKS = [0.25, 0.5, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 3, 5, 10, 20, 50, 100]
 MAX_CHART_CASES = 200  # per-case sample charts beyond this many cases of one workload become a note
 FLAT_TICKS = 8  # up to this many cases per chart, tick labels stay horizontal, one parameter per line  # samples drawn per box; beyond this an evenly spaced quantile subsample (shape kept)
 
@@ -795,6 +796,7 @@ def distribution_blocks(ids: _Ids, df: pd.DataFrame) -> tuple[list[Block], list[
                            "line": {"width": 1.2}, "hovertext": hover, "hoverinfo": "text+y"})
         lay = _flat_ticks(_layout("case", "sample ÷ case median (log)", log_y=True, boxmode="group",
                                   height=340), len(labels))
+        lay["yaxis"].update(tickmode="array", tickvals=RATIO_TICKS)  # spreads span less than a decade
         note = "each dot is one sample (time per operation) over its case's median; box: quartiles"
         if capped:
             note += f"; cases with more than {MAX_POINTS} samples show {MAX_POINTS} evenly spaced quantiles"
