@@ -15,10 +15,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from . import __version__
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, AccelbenchError
+from .textsafe import plain, term
 
 app = typer.Typer(
     name="accelbench",
@@ -49,16 +49,30 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except AccelbenchError as e:
-            err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {term(e)}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except Interrupted as e:
-            err.print(f"[yellow]{e}[/]")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            _ignore_further_signals()
+            err.print(f"[yellow]{term(e)}[/]")
+            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
+            _ignore_further_signals()
             err.print("[yellow]interrupted[/]")
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _ignore_further_signals() -> None:
+    """The process is on its way out with 130/143: a second Ctrl-C must not turn that into death by
+    SIGINT (exit -2) half-way through the last message. Only when this module owns the process (main()),
+    never for a caller that invoked a command in its own process."""
+    import signal
+    import threading
+
+    if _OWNS_PROCESS and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _print_json(obj: Any) -> None:
@@ -94,6 +108,8 @@ def run(
     interleave: Annotated[bool, typer.Option("--interleave", help="With --baseline: re-measure the baseline's "
                                              "suite and this one alternately in one session.")] = False,
     rounds: Annotated[int, typer.Option("--rounds", help="Interleaved rounds per case.")] = 20,
+    allow_different_machines: Annotated[bool, typer.Option("--allow-different-machines", help="With --baseline: "
+                                        "compare even when the fingerprints differ (as gate's option).")] = False,
 ) -> None:
     """Run every case of SUITE on the GPU (CuPy) and the CPU (NumPy), validate, time and report.
 
@@ -109,7 +125,8 @@ def run(
     opts = RunOptions(backends=_backends(backend), filter=filter, quick=quick, out=out_dir,
                       counters=not no_counters, argv=sys.argv, strict_backend=backend != "all")
     if baseline is not None or interleave:
-        raise typer.Exit(_run_with_baseline(s, opts, baseline or "", interleave, rounds, as_json))
+        raise typer.Exit(_run_with_baseline(s, opts, baseline or "", interleave, rounds, as_json,
+                                            allow_different_machines))
     progress = Progress(TextColumn("[bold]{task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, transient=True, disable=as_json)
     task = progress.add_task("run", total=None, what="")
@@ -117,7 +134,7 @@ def run(
     def on_start(i: int, n: int, case: Any, b: str) -> None:
         if i == 0:
             progress.start()  # only once the plan is accepted, so a refused suite prints just its error
-        progress.update(task, total=n, completed=i, what=escape(f"{case.name} @{b}"[:70]))
+        progress.update(task, total=n, completed=i, what=term(f"{case.name} @{b}"[:70]))
 
     def on_end(i: int, n: int, rec: Any) -> None:
         progress.update(task, completed=i + 1)
@@ -125,7 +142,7 @@ def run(
     try:
         res = run_suite(s, opts, on_start, on_end)
     finally:
-        progress.stop()
+        progress.live.stop()  # not Progress.stop(): off a terminal that prints a blank line before any error
     counts = res.counts
     if as_json:
         _print_json({"run_dir": str(res.run_dir), "counts": counts, "cases": terminal.as_json(res.cases)})
@@ -134,7 +151,7 @@ def run(
         from .report import view
 
         terminal.render(view.run_view(LoadedRun(res.run, res.cases, str(res.run_dir))), out, title=s.name)
-        out.print(f"[bold]{terminal.summary_line(counts)}[/]; results in {res.run_dir}")
+        out.print(f"[bold]{terminal.summary_line(counts)}[/]; results in {term(res.run_dir)}")
     raise typer.Exit(EXIT_FAILED if counts["failed"] or counts["error"] else EXIT_OK)
 
 
@@ -159,7 +176,8 @@ def validate(suite: SuiteArg, as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json({"suite": s.name, "file": str(suite), "cases": len(s.cases), "runs": len(pairs)})
     else:
-        out.print(f"[green]ok[/] {suite}: suite {s.name!r}, {len(s.cases)} cases, {len(pairs)} case-backend runs")
+        out.print(f"[green]ok[/] {term(suite)}: suite {term(repr(s.name))}, {len(s.cases)} cases, {len(pairs)} case-backend "
+              "runs")
 
 
 @app.command("list")
@@ -211,8 +229,17 @@ def version() -> None:
     out.print(__version__)
 
 
+_OWNS_PROCESS = False
+
+
 def main() -> None:
-    app()
+    global _OWNS_PROCESS
+    _OWNS_PROCESS = True
+    try:
+        app()
+    except KeyboardInterrupt:  # one that arrived outside a command (while typer was starting or ending)
+        _ignore_further_signals()
+        sys.exit(EXIT_INTERRUPTED)
 
 
 # ---- commands owned by feature modules ----
@@ -244,8 +271,8 @@ def calibrate_cmd(
 
     out.print(terminal.peaks_table(res))
     if res.get("gpu_skipped"):
-        out.print(f"[yellow]gpu skipped:[/] {escape(str(res['gpu_skipped']))}")
-    out.print(f"stored in {res['file']}")
+        out.print(f"[yellow]gpu skipped:[/] {term(res['gpu_skipped'])}")
+    out.print(f"stored in {term(res['file'])}")
 
 # -- report (accelbench.report.html) --
 
@@ -267,9 +294,11 @@ def report(
     Example: accelbench report results/ -o reports/kernels.html
     """
     from .report import html
+    from .results import read_run_record, unfinished_note
 
+    _warn([w for r in runs if (w := unfinished_note(read_run_record(r)[1], r))])
     path = html.write_report(runs, output, title)
-    out.print(f"report written to {path}")
+    out.print(f"report written to {term(path)}")
 
 # -- compare / gate / export (accelbench.compare, accelbench.exports, accelbench.interleave) --
 
@@ -294,16 +323,49 @@ def _compare_options(threshold: str, alpha: float, metric: str, ignore: list[str
     return o
 
 
+def _warn(lines: list[str]) -> None:
+    for w in lines:
+        err.print(f"[bold yellow]warning:[/] {term(w)}", soft_wrap=True)
+
+
+def _is_step_summary(path: Path) -> bool:
+    """Is ``path`` GitHub's job summary file? Its name is the runner's (``.../step_summary_<id>``), so
+    compare with $GITHUB_STEP_SUMMARY's value, not the path's text."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not summary:
+        return False
+    try:
+        return os.path.samefile(path, summary)
+    except OSError:
+        return os.path.abspath(path) == os.path.abspath(summary)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Replace ``path`` atomically (a full disk leaves the previous file, never a broken one)."""
+    from .errors import UsageError
+    from .results import atomic_write_text
+    from .safeio import os_reason
+
+    try:
+        atomic_write_text(path, text)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write: {os_reason(e)}") from None
+
+
 def _write_markdown(path: Path | None, text: str) -> None:
     from .errors import UsageError
+    from .safeio import os_reason
 
     if path is None:
         return
-    try:
-        with open(path, "a" if str(path).endswith("GITHUB_STEP_SUMMARY") else "w", encoding="utf-8") as f:
+    if not _is_step_summary(path):
+        _write_text(path, text)
+        return
+    try:  # the job summary collects every step's markdown: append
+        with open(path, "a", encoding="utf-8") as f:
             f.write(text)
     except OSError as e:
-        raise UsageError(f"{path}: cannot write: {e.strerror}") from None
+        raise UsageError(f"{path}: cannot write: {os_reason(e)}") from None
 
 
 @app.command()
@@ -344,8 +406,9 @@ def compare(
         _print_json(c.to_dict())
     else:
         sys.stdout.write(md.text_table(c))
+    _warn(c.warnings)
     for d in c.machine:
-        err.print(f"[bold yellow]warning:[/] machines differ: {escape(d.key)}: {d.base!r} -> {d.new!r}",
+        err.print(f"[bold yellow]warning:[/] machines differ: {term(d.key)}: {term(repr(d.base))} -> {term(repr(d.new))}",
                   soft_wrap=True)
     _write_markdown(markdown, md.comparison(c))
 
@@ -376,17 +439,20 @@ def gate(
                        allow_different_machines=allow_different_machines)
     c = res.comparison
     _write_markdown(markdown, md.comparison(c))
+    _warn(c.warnings)
     for d in c.machine:
-        err.print(f"[bold yellow]warning:[/] machines differ: {escape(d.key)}: {d.base!r} -> {d.new!r}",
+        err.print(f"[bold yellow]warning:[/] machines differ: {term(d.key)}: {term(repr(d.base))} -> {term(repr(d.new))}",
                   soft_wrap=True)
     if as_json:
         _print_json(c.to_dict())
     counts = ", ".join(f"{v} {k}" for k, v in c.counts().items() if v)
     for r in c.regressions:
-        sys.stdout.write(f"REGRESSION {r.one_line()}\n")
+        sys.stdout.write(f"REGRESSION {plain(r.one_line())}\n")
     for r in c.cases:
         if r.verdict == "slower" and r.definition_changed:
-            sys.stdout.write(f"not gated (definition changed): {r.one_line()}\n")
+            sys.stdout.write(f"not gated (definition changed): {plain(r.one_line())}\n")
+        elif r.verdict == "failed":
+            sys.stdout.write(f"not gated: {plain(r.one_line())}\n")
     if res.failed:
         sys.stdout.write(f"gate: FAIL, {len(c.regressions)} regression(s) ({counts})\n")
         raise typer.Exit(EXIT_FAILED)
@@ -407,21 +473,18 @@ def export_cmd(
     """
     from . import compare as cmp_mod
     from . import exports
-    from .errors import UsageError
 
     r = cmp_mod.load_side(run)
     text = json.dumps(exports.export(r.run, r.cases, fmt), indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)
         return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"{output}: cannot write: {e.strerror}") from None
-    err.print(f"wrote {output}")
+    _write_text(output, text)
+    err.print(f"wrote {term(output)}")
 
 
-def _run_with_baseline(s: Any, opts: Any, baseline: str, interleave: bool, rounds: int, as_json: bool) -> int:
+def _run_with_baseline(s: Any, opts: Any, baseline: str, interleave: bool, rounds: int, as_json: bool,
+                       allow_different_machines: bool = False) -> int:
     """`run --baseline [--interleave]`: measure, compare with the baseline, print; returns the exit code
     (1 when a case failed or regressed)."""
     from .errors import UsageError
@@ -433,14 +496,15 @@ def _run_with_baseline(s: Any, opts: Any, baseline: str, interleave: bool, round
 
     def progress(i: int, n: int, what: str) -> None:
         if not as_json:
-            err.print(f"[{i + 1}/{n}] {escape(what)}", highlight=False)
+            err.print(f"[{i + 1}/{n}] {term(what)}", highlight=False)
 
-    c, bdir, ndir = run_with_baseline(s, opts, baseline, interleave, rounds, progress=progress)
+    c, bdir, ndir = run_with_baseline(s, opts, baseline, interleave, rounds, progress=progress,
+                                      allow_different_machines=allow_different_machines)
     if as_json:
         _print_json({"baseline_dir": str(bdir), "run_dir": str(ndir), "comparison": c.to_dict()})
     else:
         sys.stdout.write(md.text_table(c))
-        out.print(f"baseline {'re-measured in ' + str(bdir) if interleave else str(bdir)}; results in {ndir}")
+        out.print(f"baseline {'re-measured in ' + term(bdir) if interleave else term(bdir)}; results in {term(ndir)}")
     bad = sum(1 for x in c.cases if x.verdict == "failed")
     return EXIT_FAILED if c.regressions or bad else EXIT_OK
 
@@ -470,4 +534,4 @@ def profile_cmd(
         return
     out.print(render(res["result"], model, batch))
     for b, why in res["skipped"].items():
-        out.print(f"[yellow]{b} skipped:[/] {escape(why)}")
+        out.print(f"[yellow]{b} skipped:[/] {term(why)}")

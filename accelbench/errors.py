@@ -5,7 +5,8 @@ Exit codes (documented in README.md):
   1  some case failed, errored or failed validation; or ``gate`` found a regression
   2  usage error: bad suite, bad path, bad option, bad input file
   3  the requested backend is unavailable (e.g. ``--backend gpu`` on a machine without a usable GPU)
- 130 interrupted (Ctrl-C); finished cases are kept
+ 130 interrupted (Ctrl-C, SIGINT); finished cases are kept, the run is closed as "interrupted"
+ 143 terminated (SIGTERM: CI cancellation, ``timeout``); handled like Ctrl-C
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process killed by it
 
 
 class AccelbenchError(Exception):
@@ -53,6 +55,11 @@ class SuiteError(AccelbenchError):
 
 class ResultsError(AccelbenchError):
     """A results path or file that cannot be read."""
+
+
+class WriteError(AccelbenchError):
+    """A result file that could not be written (full disk, quota, I/O error): ``path: cannot write: why``.
+    What was written before it is intact; the run is closed as interrupted where that is still possible."""
 
 
 class BackendUnavailable(AccelbenchError):

@@ -4,7 +4,7 @@ Exporters turn records into plain JSON-ready objects and never write files thems
 
 - ``pytest-benchmark``: pytest-benchmark's saved layout (``machine_info``, ``commit_info``, ``benchmarks``
   with ``stats``: min, max, mean, stddev, rounds, median, iqr, q1, q3, outlier counts, ld15iqr, hd15iqr,
-  ops, total, data, iterations), quartiles computed exactly as pytest-benchmark computes them, so tools
+  ops, total, data, iterations) computed by pytest-benchmark's own ``Stats``, so tools
   that read its files (its own ``compare``, github-action-benchmark's ``pytest`` tool, Bencher's adapter)
   take accelbench results unchanged. ``data`` and every time are seconds per operation, as there.
 - ``gab-smaller`` / ``gab-bigger``: github-action-benchmark's custom tools ``customSmallerIsBetter``
@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
-from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +28,7 @@ from .identity import CaseKey
 from .results import SCHEMA_VERSION, CaseRecord, RunRecord, Timing, TimingSummary
 
 FORMATS = ("pytest-benchmark", "gab-smaller", "gab-bigger", "bencher")
+MAX_IMPORT_BYTES = 256 << 20  # a pytest-benchmark JSON with raw data for thousands of benchmarks
 
 
 def _ok(cases: Sequence[CaseRecord]) -> list[CaseRecord]:
@@ -44,43 +43,20 @@ def bench_name(c: CaseRecord) -> str:
 
 
 def pytest_benchmark_stats(data: Sequence[float], iterations: int = 1) -> dict[str, Any]:
-    """pytest-benchmark's ``Stats.as_dict()`` plus ``data`` and ``iterations``, for per-operation seconds."""
-    x = sorted(float(v) for v in data)
-    rounds = len(x)
-    if rounds == 0:
+    """pytest-benchmark's own ``Stats.as_dict()`` plus ``data`` and ``iterations``, for per-operation
+    seconds. Computed by the installed pytest-benchmark itself (a runtime dependency), so an exported file
+    holds exactly what that version computes: a copy of its formulas drifted when it fixed ``hd15iqr``."""
+    from pytest_benchmark.stats import Stats
+
+    if not data:
         raise ValueError("no samples")
-    mean = statistics.mean(x)
-    sd = statistics.stdev(x) if rounds > 1 else 0.0
-    if rounds == 1:
-        q1 = q3 = x[0]
-    elif rounds % 2:  # pytest-benchmark's "method 3" for odd counts
-        n, q = rounds // 4, rounds % 4
-        if q == 1:
-            q1 = 0.25 * x[n - 1] + 0.75 * x[n]
-            q3 = 0.75 * x[3 * n] + 0.25 * x[3 * n + 1]
-        else:
-            q1 = 0.75 * x[n] + 0.25 * x[n + 1]
-            q3 = 0.25 * x[3 * n + 1] + 0.75 * x[3 * n + 2]
-    else:  # "method 2" for even counts
-        q1 = statistics.median(x[: rounds // 2])
-        q3 = statistics.median(x[rounds // 2:])
-    iqr = q3 - q1
-    if rounds == 1:
-        ld, hd = x[0], x[0]
-    else:
-        ld = x[bisect_left(x, q1 - 1.5 * iqr)]
-        pos = bisect_right(x, q3 + 1.5 * iqr)
-        hd = x[-1] if pos == rounds else x[pos]
-    sd_out = sum(1 for v in x if v < mean - sd or v > mean + sd)
-    iqr_out = sum(1 for v in x if v < q1 - 1.5 * iqr or v > q3 + 1.5 * iqr)
-    total = sum(x)
-    return {
-        "min": x[0], "max": x[-1], "mean": mean, "stddev": sd, "rounds": rounds,
-        "median": statistics.median(x), "iqr": iqr, "q1": q1, "q3": q3, "iqr_outliers": iqr_out,
-        "stddev_outliers": sd_out, "outliers": f"{sd_out};{iqr_out}", "ld15iqr": ld, "hd15iqr": hd,
-        "ops": rounds / total if total else 0, "total": total,
-        "data": [float(v) for v in data], "iterations": int(iterations),
-    }
+    st = Stats()
+    for v in data:
+        st.update(float(v))
+    out: dict[str, Any] = st.as_dict()
+    out["data"] = [float(v) for v in data]
+    out["iterations"] = int(iterations)
+    return out
 
 
 def machine_info(run: RunRecord) -> dict[str, Any]:
@@ -139,15 +115,13 @@ def import_pytest_benchmark(path: str | Path) -> tuple[RunRecord, list[CaseRecor
     ``--benchmark-save-data`` is off), otherwise only the summary is kept and compare falls back to a normal
     approximation from the summary (marked as such). Files accelbench exported keep their own case ids.
     """
+    from .safeio import read_text
+
     p = Path(path)
     try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(f"{p}: no such file") from None
+        obj = json.loads(read_text(p, MAX_IMPORT_BYTES))  # regular files only, bounded
     except json.JSONDecodeError as e:
         raise ResultsError(f"{p}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-    except UnicodeDecodeError:
-        raise ResultsError(f"{p}: not UTF-8 text") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("benchmarks"), list):
         raise ResultsError(f"{p}: not a pytest-benchmark JSON (no 'benchmarks' list) and not a run directory")
     mi: dict[str, Any] = obj["machine_info"] if isinstance(obj.get("machine_info"), dict) else {}
@@ -187,9 +161,12 @@ def import_pytest_benchmark(path: str | Path) -> tuple[RunRecord, list[CaseRecor
             raise ResultsError(f"{where}: stats are incomplete or not numbers ({e})") from None
         if not all(math.isfinite(v) for v in samples):
             raise ResultsError(f"{where}: stats.data holds non-finite values")
+        iterations = st.get("iterations") or 1
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise ResultsError(f"{where}: stats.iterations {iterations!r} is not a positive whole number")
         opts: dict[str, Any] = b["options"] if isinstance(b.get("options"), dict) else {}
         timing = Timing(method=str(extra.get("method") or "pytest-benchmark"), samples_s=samples,
-                        inner_loops=int(st.get("iterations") or 1), stop_reason="imported", summary=summary,
+                        inner_loops=iterations, stop_reason="imported", summary=summary,
                         notes=[] if samples else ["summary only: the file holds no raw samples"])
         backend: Literal["gpu", "cpu"] = "gpu" if extra.get("backend") == "gpu" else "cpu"
         params: dict[str, Any] = extra["params"] if isinstance(extra.get("params"), dict) else (

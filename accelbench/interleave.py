@@ -21,6 +21,7 @@ run the baseline from its own checkout or environment and compare the runs witho
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import secrets
@@ -45,9 +46,10 @@ from .runner import (
     open_run,
     plan,
     run_case,
+    stop_signals,
     throughput,
 )
-from .suite import Case, Suite, parse
+from .suite import MAX_FILE_BYTES, Case, Suite, parse
 
 DEFAULT_ROUNDS = 20
 
@@ -69,6 +71,9 @@ def baseline_suite(base_dir: str | Path, fallback_dir: Path) -> tuple[Suite, Run
     if not text:
         raise ResultsError(f"{base_dir}: the baseline run does not store its suite text (options.suite_yaml); "
                            "re-run the baseline with this accelbench, or compare without --interleave")
+    if not isinstance(text, str) or len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
+        raise ResultsError(f"{base_dir}: options.suite_yaml is not a suite text of at most {MAX_FILE_BYTES} bytes "
+                           "(the limit for a suite file)")
     sf = Path(run.suite_file) if run.suite_file else None
     suite_dir = sf.resolve().parent if sf is not None and sf.exists() else fallback_dir
     try:
@@ -312,6 +317,8 @@ def run_interleaved(base_dir: str | Path, suite: Suite, opts: RunOptions, rounds
     ses = _open_session(base_dir, suite, opts, rounds, ignore_params)
     order = ses.order()
     interrupted = False
+    signals = contextlib.ExitStack()
+    sig = signals.enter_context(stop_signals())  # SIGTERM closes the session as Ctrl-C does
     try:
         for i, k in enumerate(order):
             if progress:
@@ -323,10 +330,14 @@ def run_interleaved(base_dir: str | Path, suite: Suite, opts: RunOptions, rounds
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        close_run(ses.wb, interrupted, ses.done_b)
-        close_run(ses.wn, interrupted, ses.done_n)
+        sig.closing = True
+        try:
+            close_run(ses.wb, interrupted, ses.done_b)
+            close_run(ses.wn, interrupted, ses.done_n)
+        finally:
+            signals.close()
     if interrupted:
-        raise Interrupted(ses.wn.dir)
+        raise Interrupted(ses.wn.dir, sig.signum)
     return InterleaveResult(base_dir=ses.wb.dir, new_dir=ses.wn.dir,
                             base=LoadedRun(ses.wb.run, ses.done_b, str(ses.wb.dir)),
                             new=LoadedRun(ses.wn.run, ses.done_n, str(ses.wn.dir)))
@@ -334,9 +345,11 @@ def run_interleaved(base_dir: str | Path, suite: Suite, opts: RunOptions, rounds
 
 def run_with_baseline(suite: Suite, opts: RunOptions, baseline: str | Path, interleave: bool,
                       rounds: int = DEFAULT_ROUNDS, compare: CompareOptions | None = None,
-                      progress: Progress | None = None) -> tuple[Comparison, Path, Path]:
-    """The ``run --baseline`` path: returns the comparison and the (baseline, candidate) run dirs."""
-    from .compare import load_side
+                      progress: Progress | None = None, allow_different_machines: bool = False
+                      ) -> tuple[Comparison, Path, Path]:
+    """The ``run --baseline`` path: returns the comparison and the (baseline, candidate) run dirs. A
+    baseline from another machine is refused as ``gate`` refuses it (compare.check_machines)."""
+    from .compare import check_machines, load_side
 
     compare = compare or CompareOptions()
     if interleave:
@@ -347,4 +360,6 @@ def run_with_baseline(suite: Suite, opts: RunOptions, baseline: str | Path, inte
     base = load_side(baseline)  # fail on a bad baseline before spending time on the run
     hook: Any = (lambda i, n, case, b: progress(i, n, case.name)) if progress else None
     r = run_suite(suite, opts, hook)
-    return compare_runs(base, LoadedRun(r.run, r.cases, str(r.run_dir)), compare), Path(base.source), r.run_dir
+    cmp = compare_runs(base, LoadedRun(r.run, r.cases, str(r.run_dir)), compare)
+    check_machines(cmp, allow_different_machines, kept=str(r.run_dir))
+    return cmp, Path(base.source), r.run_dir

@@ -21,7 +21,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +29,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ResultsError
+from .errors import ResultsError, WriteError
 from .identity import CaseKey
 from .measure.stats import summarize
 
@@ -181,31 +181,110 @@ def _dumps(model: BaseModel) -> str:
     return json.dumps(model.model_dump(mode="json"), allow_nan=True, separators=(",", ":"))
 
 
+# Slack written after run.json's JSON while a run is open (JSON allows trailing whitespace): the space the
+# closing record needs is then already the file's, so a run whose disk filled up can still be closed.
+RUN_FILE_SLACK = 4096
+
+
+def _write_error(path: Path, e: OSError) -> WriteError:
+    from .safeio import os_reason
+
+    return WriteError(f"{path}: cannot write: {os_reason(e)}")
+
+
 class RunWriter:
     """Owns one run directory. run.json is replaced atomically; cases.jsonl is appended and fsynced per
-    case so a run killed half-way keeps every finished case."""
+    case so a run killed half-way keeps every finished case.
+
+    Faults while writing end as :class:`~accelbench.errors.WriteError` (path and errno) and never leave a
+    torn record: an append that fails is cut back to the last whole line; a directory that cannot even be
+    started is removed again. The directory name is taken with ``mkdir`` itself (atomic), so two runs
+    started in the same millisecond get ``-1``, ``-2``... instead of one failing."""
 
     def __init__(self, root: Path, run: RunRecord) -> None:
-        self.dir = root / run.run_id
-        self.dir.mkdir(parents=True, exist_ok=False)
+        base, i = run.run_id, 0
+        while True:
+            self.dir = root / run.run_id
+            try:
+                self.dir.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:
+                i += 1
+                if i > 10_000:
+                    raise
+                run.run_id = f"{base}-{i}"
         self.run = run
-        self._cases = open(self.dir / CASES_FILE, "a", encoding="utf-8")  # noqa: SIM115 (held for the run)
-        self.write_run()
+        self._good = 0  # bytes of cases.jsonl that hold whole records
+        try:
+            self._cases = open(self.dir / CASES_FILE, "ab")  # noqa: SIM115 (held for the run)
+            self.write_run(slack=True)
+        except (OSError, WriteError) as e:
+            self._discard()
+            if isinstance(e, WriteError):
+                raise
+            raise _write_error(self.dir / CASES_FILE, e) from None
 
-    def write_run(self) -> None:
-        atomic_write_text(self.dir / RUN_FILE, json.dumps(self.run.model_dump(mode="json"), indent=2) + "\n")
+    def _discard(self) -> None:
+        """Remove a run directory that never held a case (nothing to keep, nothing half-written)."""
+        if getattr(self, "_cases", None) is not None:
+            self._cases.close()
+        for f in self.dir.iterdir():
+            f.unlink(missing_ok=True)
+        self.dir.rmdir()
+
+    def write_run(self, slack: bool = True) -> None:
+        text = json.dumps(self.run.model_dump(mode="json"), indent=2) + "\n"
+        try:
+            atomic_write_text(self.dir / RUN_FILE, text + (" " * RUN_FILE_SLACK + "\n" if slack else ""))
+        except OSError as e:
+            if not self._overwrite_in_place(text):
+                raise _write_error(self.dir / RUN_FILE, e) from None
+
+    def _overwrite_in_place(self, text: str) -> bool:
+        """The disk is full: rewrite run.json inside the space it already holds (its slack), if it fits,
+        padded with spaces to its old size so that the space stays its own. Not atomic: the fallback only."""
+        f = self.dir / RUN_FILE
+        data = text.encode("utf-8")
+        try:
+            size = f.stat().st_size if f.is_file() else -1
+            if size < len(data):
+                return False
+            with open(f, "r+b") as fh:
+                fh.write(data + b" " * (size - len(data)))
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            return False
+        return True
 
     def append(self, case: CaseRecord) -> None:
-        self._cases.write(_dumps(case) + "\n")
-        self._cases.flush()
-        os.fsync(self._cases.fileno())
+        data = (_dumps(case) + "\n").encode("utf-8")
+        try:
+            self._cases.write(data)
+            self._cases.flush()
+            os.fsync(self._cases.fileno())
+        except OSError as e:
+            self._cut_back()
+            raise _write_error(self.dir / CASES_FILE, e) from None
+        self._good += len(data)
+
+    def _cut_back(self) -> None:
+        """Drop the part of a record a failed write left behind, so the file ends with a whole line."""
+        with contextlib.suppress(OSError):  # its buffer cannot be flushed either; the error is raised already
+            self._cases.close()
+        with contextlib.suppress(OSError):
+            os.truncate(self.dir / CASES_FILE, self._good)
+            self._cases = open(self.dir / CASES_FILE, "ab")  # noqa: SIM115
 
     def close(self, status: Literal["finished", "interrupted"], counts: dict[str, int]) -> None:
         self.run.finished_at = now_iso()
         self.run.status = status
         self.run.counts = counts
-        self.write_run()
-        self._cases.close()
+        try:
+            self.write_run(slack=False)
+        finally:
+            with contextlib.suppress(OSError):
+                self._cases.close()
 
 
 # ---------------------------------------------------------------- reading
@@ -213,9 +292,13 @@ class RunWriter:
 
 def resolve_run_dir(path: str | Path) -> Path:
     """A run directory, its run.json / cases.jsonl, or a results root (its newest run)."""
+    from .safeio import describe
+
     p = Path(path)
     if not p.exists():
-        raise ResultsError(f"{p}: no such file or directory")
+        raise ResultsError(f"{p}: {describe(p) or 'no such file or directory'}")  # a loop is not "missing"
+    if not p.is_dir() and not p.is_file():
+        raise ResultsError(f"{p}: {describe(p)}")  # a FIFO or device: never opened
     if p.is_file():
         if p.name in (RUN_FILE, CASES_FILE):
             return p.parent
@@ -228,13 +311,39 @@ def resolve_run_dir(path: str | Path) -> Path:
     raise ResultsError(f"{p}: holds no run (no {RUN_FILE} or {CASES_FILE})")
 
 
+MAX_RUN_FILE_BYTES = 16 << 20  # run.json: the fingerprint, options and a suite text of at most 1 MiB
+MAX_CASE_LINE_BYTES = 64 << 20  # one case record (a million samples is ~20 MB of JSON)
+
+
 def read_run(path: str | Path) -> tuple[RunRecord, list[CaseRecord]]:
+    """The run record and every case record of a run, cases.jsonl streamed line by line (bounded memory
+    per line, regular files only); two records with one identity are refused with both line numbers."""
+    d, run = read_run_record(path)
+    cf = d / CASES_FILE
+    return run, (list(read_cases(cf)) if os.path.lexists(cf) else [])
+
+
+def unfinished_note(run: RunRecord, where: str | Path) -> str | None:
+    """What to tell a reader of a run that never finished (None for a finished one): its results are what
+    was written before it stopped."""
+    if run.status == "finished":
+        return None
+    if run.status == "interrupted":
+        return f"{where} was interrupted (status 'interrupted'): only the cases it finished are there"
+    return (f"{where} never finished (status 'running': it was killed, or is still running); only the cases "
+            "it wrote are there")
+
+
+def read_run_record(path: str | Path) -> tuple[Path, RunRecord]:
+    """The run directory and its run.json, without reading the cases."""
+    from .safeio import FileRefused, read_text
+
     d = resolve_run_dir(path)
     rf = d / RUN_FILE
     try:
-        raw = json.loads(rf.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(f"{rf}: missing") from None
+        raw = json.loads(read_text(rf, MAX_RUN_FILE_BYTES))  # ignores the open run's trailing slack
+    except FileRefused as e:
+        raise ResultsError(f"{rf}: missing" if e.why == "no such file or directory" else str(e)) from None
     except json.JSONDecodeError as e:
         raise ResultsError(f"{rf}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     _check_version(raw, rf)
@@ -242,25 +351,49 @@ def read_run(path: str | Path) -> tuple[RunRecord, list[CaseRecord]]:
         run = RunRecord.model_validate(raw)
     except ValidationError as e:
         raise ResultsError(f"{rf}: not a run record: {_first_error(e)}") from None
-    cases: list[CaseRecord] = []
-    cf = d / CASES_FILE
-    if cf.exists():
-        with open(cf, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    if i > 1 and not line.endswith("\n"):
-                        break  # a torn last line from a killed run: everything before it stands
-                    raise ResultsError(f"{cf}:{i}:{e.colno}: invalid JSON: {e.msg}") from None
-                _check_version(obj, cf, i)
-                try:
-                    cases.append(CaseRecord.model_validate(_upgrade_case(obj)))
-                except ValidationError as e:
-                    raise ResultsError(f"{cf}:{i}: not a case record: {_first_error(e)}") from None
-    return run, cases
+    return d, run
+
+
+def read_cases(cf: Path) -> Iterator[CaseRecord]:
+    """The records of a cases.jsonl, streamed. A torn last line (a killed run) is dropped; a repeated
+    identity is refused at its second line, naming both lines."""
+    from .safeio import iter_lines, line_text
+
+    seen: dict[str, int] = {}
+    for i, raw in iter_lines(cf, MAX_CASE_LINE_BYTES):
+        if not raw.strip():
+            continue
+        rec = _fast_case(raw)  # pydantic parses the JSON itself: 3x faster (a 100k-case gate)
+        if rec is None:  # whatever it is, the careful path says exactly what is wrong with it
+            line = line_text(cf, i, raw)
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                if i > 1 and not line.endswith("\n"):
+                    break  # a torn last line from a killed run: everything before it stands
+                raise ResultsError(f"{cf}:{i}:{e.colno}: invalid JSON: {e.msg}") from None
+            _check_version(obj, cf, i)
+            try:
+                rec = CaseRecord.model_validate(_upgrade_case(obj))
+            except ValidationError as e:
+                raise ResultsError(f"{cf}:{i}: not a case record: {_first_error(e)}") from None
+        first = seen.setdefault(rec.case_id, i)
+        if first != i:
+            raise ResultsError(f"{cf}:{i}: case {rec.case_id!r} is recorded twice (first at line {first}); a run "
+                               "holds each case once")
+        yield rec
+
+
+def _fast_case(raw: bytes) -> CaseRecord | None:
+    """A record of a version this reads, parsed in one step; None for anything else (the caller's careful
+    path then reports it). The version must have been written, not defaulted."""
+    try:
+        rec = CaseRecord.model_validate_json(raw)
+    except ValidationError:
+        return None
+    if "schema_version" not in rec.model_fields_set or rec.schema_version != SCHEMA_VERSION:
+        return None  # older versions go through _upgrade_case on the careful path
+    return rec
 
 
 def _check_version(obj: Any, f: Path, line: int | None = None) -> None:

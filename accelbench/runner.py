@@ -22,7 +22,7 @@ from typing import Any
 from . import __version__, backends
 from . import environment as environment_mod
 from .backends import Backend
-from .errors import BackendUnavailable, UsageError
+from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, BackendUnavailable, UsageError, WriteError
 from .measure.counters import CounterSampler
 from .measure.timing import CpuTimer, TimingPolicy
 from .results import CaseRecord, RunRecord, RunWriter, Timing, TimingSummary, new_run_id, now_iso
@@ -31,11 +31,75 @@ from .workloads.base import Check
 
 
 class Interrupted(Exception):
-    """Ctrl-C during a run; the run directory is closed and keeps every finished case."""
+    """Ctrl-C (SIGINT) or SIGTERM during a run; the run directory is closed and keeps every finished case.
+    ``exit_code`` is 130 for SIGINT, 143 for SIGTERM."""
 
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(f"interrupted; finished cases kept in {run_dir}")
+    def __init__(self, run_dir: Path, signum: int = signal.SIGINT) -> None:
+        what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+        super().__init__(f"{what}; finished cases kept in {run_dir}")
         self.run_dir = run_dir
+        self.signum = signum
+        self.exit_code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+class Stop(KeyboardInterrupt):
+    """SIGINT or SIGTERM arriving while a run is open, raised in the main thread. A KeyboardInterrupt, so
+    every place that lets Ctrl-C through (measure_case, the workloads) lets SIGTERM through alike."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Signals:
+    """The state of :func:`stop_signals`: which signals came, and whether raising is held back."""
+
+    def __init__(self) -> None:
+        self.got: list[int] = []
+        self.held = 0
+        self.closing = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.got.append(signum)
+        if len(self.got) == 1 and not self.held and not self.closing:
+            raise Stop(signum)
+
+    @contextlib.contextmanager
+    def shield(self) -> Iterator[None]:
+        """Hold a signal back while a record is being written (so it is written whole and counted), then
+        raise it."""
+        self.held += 1
+        try:
+            yield
+        finally:
+            self.held -= 1
+        if self.got and not self.held and not self.closing:
+            raise Stop(self.got[0])
+
+    @property
+    def signum(self) -> int:
+        return self.got[0] if self.got else signal.SIGINT
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[_Signals]:
+    """While a run is open, SIGINT and SIGTERM (what CI cancellation and ``timeout`` send) stop it as
+    Ctrl-C does: the run is closed as interrupted with every finished case. The handler is installed even
+    where SIGINT was inherited as ignored (a background job of a non-interactive shell starts so): a
+    signal sent to stop the run must not be lost. A second signal while the run is being closed is
+    recorded, not raised, so the closing completes and the exit code stays 130 / 143. No-op off the main
+    thread (signals are delivered to it only)."""
+    state = _Signals()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    old = {sig: signal.signal(sig, state.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield state
+    finally:
+        state.closing = True
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 class CaseTimeout(Exception):
@@ -294,27 +358,42 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
     writer = open_run(root, run)
     sampler = CounterSampler(interval_s=opts.counter_interval_s, enabled=opts.counters)
     records: list[CaseRecord] = []
-    interrupted = False
-    try:
-        sampler.start()
-        run.options["counters_capabilities"] = sampler.capabilities()
-        writer.write_run()
-        for i, (case, b) in enumerate(pairs):
-            if on_start:
-                on_start(i, len(pairs), case, b)
-            rec = run_case(case, b, bes[b], run.run_id, quick=opts.quick, sampler=sampler)
-            if rec.status == "ok" and run.environment["peaks"]:
-                rec.throughput.update(calibrate.percent_of_peak(rec.model_dump(mode="json"),
-                                                                run.environment["peaks"], run.environment))
-            writer.append(rec)
-            records.append(rec)
-            if on_end:
-                on_end(i, len(pairs), rec)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        sampler.stop()
-        close_run(writer, interrupted, records)
-    if interrupted:
-        raise Interrupted(writer.dir)
+    status = "finished"
+    failure: WriteError | None = None
+    with stop_signals() as sig:
+        try:
+            sampler.start()
+            run.options["counters_capabilities"] = sampler.capabilities()
+            writer.write_run()
+            for i, (case, b) in enumerate(pairs):
+                if on_start:
+                    on_start(i, len(pairs), case, b)
+                rec = run_case(case, b, bes[b], run.run_id, quick=opts.quick, sampler=sampler)
+                if rec.status == "ok" and run.environment["peaks"]:
+                    rec.throughput.update(calibrate.percent_of_peak(rec.model_dump(mode="json"),
+                                                                    run.environment["peaks"], run.environment))
+                with sig.shield():
+                    writer.append(rec)
+                    records.append(rec)
+                if on_end:
+                    on_end(i, len(pairs), rec)
+        except KeyboardInterrupt:
+            status = "interrupted"
+        except WriteError as e:  # a full disk: keep what was written, close the run, say what happened
+            status, failure = "interrupted", e
+        finally:
+            sig.closing = True
+            sampler.stop()
+            try:
+                writer.close(status, count_statuses(records))  # type: ignore[arg-type]
+            except WriteError as e:
+                if failure is None:
+                    raise
+                raise WriteError(f"{failure}; run.json could not be closed either ({e}); the "
+                                 f"{len(records)} case(s) in {writer.dir / 'cases.jsonl'} are intact") from None
+    if failure is not None:
+        raise WriteError(f"{failure}; the run is closed as interrupted with the {len(records)} case(s) written "
+                         f"before it, intact, in {writer.dir}")
+    if status == "interrupted":
+        raise Interrupted(writer.dir, sig.signum)
     return RunResult(run_dir=writer.dir, run=run, cases=records)

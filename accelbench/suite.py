@@ -33,6 +33,7 @@ from .workloads.base import Params, Workload, load_all
 
 MAX_FILE_BYTES = 1 << 20  # a suite is a config file, not a data set
 MAX_NODES = 100_000  # after alias expansion
+MAX_DEPTH = 64  # nesting of mappings and sequences
 HARD_MAX_CASES = 100_000
 DEFAULT_MAX_CASES = 2_000
 
@@ -85,8 +86,8 @@ def _convert(node: yaml.Node, doc: _Doc, loader: yaml.SafeLoader, path: Path_, d
         raise doc.error(
             f"the document expands to more than {MAX_NODES} values (aliases included): refused "
             "(an alias bomb, or a suite far larger than any real one)", path)
-    if depth > 64:
-        raise doc.error("nesting deeper than 64 levels", path)
+    if depth > MAX_DEPTH:
+        raise doc.error(f"nesting deeper than {MAX_DEPTH} levels", path)
     doc.pos.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if node.tag not in _STD_TAGS:
         raise doc.error(f"YAML tag {node.tag!r} is not allowed (suites hold plain data only)", path)
@@ -118,11 +119,36 @@ def _convert(node: yaml.Node, doc: _Doc, loader: yaml.SafeLoader, path: Path_, d
     raise doc.error(f"unsupported YAML node {type(node).__name__}", path)  # pragma: no cover
 
 
+class _TooDeep(Exception):
+    def __init__(self, mark: Any) -> None:
+        self.mark = mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer counts nesting as it descends. PyYAML composes recursively, two or three
+    Python frames a level, so a document nested ~500 deep blew the interpreter's recursion limit (a
+    RecursionError traceback) before any check on the composed nodes could run; this refuses at
+    MAX_DEPTH + 1, where the deep node starts."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH + 1 and not self.check_event(yaml.AliasEvent):
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def load_yaml(text: str, file: str) -> tuple[Any, _Doc]:
     doc = _Doc(file)
-    loader = yaml.SafeLoader(text)
+    loader = _BoundedLoader(text)
     try:
         node = loader.get_single_node()
+    except _TooDeep as e:
+        raise SuiteError(f"nesting deeper than {MAX_DEPTH} levels", file, e.mark.line + 1, e.mark.column + 1) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = e.problem or e.context or "invalid YAML"
@@ -481,20 +507,13 @@ def parse(text: str, file: str = "<suite>", suite_dir: Path | None = None) -> Su
 
 
 def load(path: str | Path) -> Suite:
+    from .safeio import FileRefused, read_text
+
     p = Path(path)
-    if not p.exists():
-        raise SuiteError("no such file", str(p))
-    if p.is_dir():
-        raise SuiteError("is a directory, not a suite file", str(p))
-    size = p.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise SuiteError(f"file is {size} bytes; suites are limited to {MAX_FILE_BYTES} bytes", str(p))
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise SuiteError(f"not UTF-8 text (byte {e.start})", str(p)) from None
-    except OSError as e:
-        raise SuiteError(f"cannot read: {e.strerror}", str(p)) from None
+        text = read_text(p, MAX_FILE_BYTES)  # regular files only, never more than the limit
+    except FileRefused as e:
+        raise SuiteError(e.why, str(p)) from None
     return parse(text, str(path), p.resolve().parent)
 
 

@@ -340,15 +340,33 @@ def test_machine_diff_ignores_volatile_fields_and_flags_real_differences():
     a = {"hostname": "ci-1", "cpu": {"model": "EPYC", "logical_cores": 2}, "packages": {"numpy": "2.0"},
          "gpu": {"name": "H100", "driver_version": "550", "volatile": {"sm_clock_mhz": 1980}},
          "volatile": {"memory_available_bytes": 5, "load_avg": [1, 2, 3]},
-         "python": {"executable": "/a/python", "version": "3.11"}, "blas": [{"version": "0.3", "filepath": "/x"}]}
+         "python": {"executable": "/a/python", "version": "3.11"}, "blas": [{"version": "0.3", "filepath": "/x/numpy.libs/libopenblas.so"}]}
     b = {"hostname": "ci-2", "cpu": {"model": "EPYC", "logical_cores": 2}, "packages": {"numpy": "2.0"},
          "gpu": {"name": "H100", "driver_version": "550", "volatile": {"sm_clock_mhz": 1410}},
          "volatile": {"memory_available_bytes": 9, "load_avg": [0, 0, 0]},
-         "python": {"executable": "/b/python", "version": "3.11"}, "blas": [{"version": "0.3", "filepath": "/y"}]}
+         "python": {"executable": "/b/python", "version": "3.11"}, "blas": [{"version": "0.3", "filepath": "/y/numpy.libs/libopenblas.so"}]}
     assert machine_diff(a, b) == []
     c = {**b, "gpu": {**b["gpu"], "name": "A100", "driver_version": "535"}, "packages": {"numpy": "2.1"}}
     keys = {d.key for d in machine_diff(a, c)}
     assert keys == {"gpu.name", "gpu.driver_version", "packages.numpy"}
+
+
+def test_machine_diff_matches_libraries_by_identity_not_list_order():
+    """threadpoolctl lists NumPy's and SciPy's OpenBLAS in load order: two runs of one machine were refused
+    as 'blas[0].version: 0.3.30 -> 0.3.31.188.0; blas[1].version: 0.3.31.188.0 -> 0.3.30'."""
+    np_blas = {"internal_api": "openblas", "version": "0.3.30", "num_threads": 2,
+               "filepath": "/v1/site-packages/numpy.libs/libscipy_openblas64_-ff651d7f.so"}
+    sp_blas = {"internal_api": "openblas", "version": "0.3.31.188.0", "num_threads": 2,
+               "filepath": "/v1/site-packages/scipy.libs/libscipy_openblas-68440149.so"}
+    moved = [{**d, "filepath": d["filepath"].replace("/v1/", "/v2/")} for d in (sp_blas, np_blas)]
+    assert machine_diff({"blas": [np_blas, sp_blas]}, {"blas": moved}) == []
+    upgraded = [{**sp_blas, "version": "0.3.32"}, np_blas]
+    diffs = machine_diff({"blas": [np_blas, sp_blas]}, {"blas": upgraded})
+    assert [(d.key, d.base, d.new) for d in diffs] == [
+        ("blas[openblas:libscipy_openblas-68440149.so].version", "0.3.31.188.0", "0.3.32")]
+    mkl = [{"internal_api": "mkl", "version": "2024", "filepath": "/v1/libmkl_rt.so.2"}]
+    assert {d.key.split("]")[0] for d in machine_diff({"blas": [np_blas]}, {"blas": mkl})} == {
+        "blas[openblas:libscipy_openblas64_-ff651d7f.so", "blas[mkl:libmkl_rt.so.2"}
 
 
 def test_compare_reports_machine_differences():
@@ -359,3 +377,35 @@ def test_compare_reports_machine_differences():
     assert [(d.key, d.base, d.new) for d in cmp.machine] == [("cpu.model", "A", "B")]
     unchecked = compare_runs(run_of([case("a", x)], env={}), run_of([case("a", x)]))
     assert not unchecked.machine_checked and unchecked.machine == []
+
+
+# ---------------------------------------------------------------- the fast paths equal what they replace
+
+
+def test_mannwhitney_one_sided_equals_scipys_for_both_alternatives():
+    """compare computes both one-sided p-values itself (scipy's wrapper cost ~1 ms a call, two calls per
+    case); they must be scipy's, exact method and normal approximation, with ties and without."""
+    from scipy import stats as st
+
+    from accelbench.compare import mannwhitney_one_sided
+
+    rng = np.random.default_rng(7)
+    for trial in range(600):
+        n1, n2 = int(rng.integers(2, 14)), int(rng.integers(2, 14))
+        if trial % 3 == 0:  # ties
+            x, y = rng.integers(0, 4, n1).astype(float), rng.integers(0, 4, n2).astype(float)
+        else:
+            x, y = rng.lognormal(0, 1, n1), rng.lognormal(0.4, 1, n2)
+        if np.all(x == x[0]) and np.all(y == y[0]) and x[0] == y[0]:
+            continue
+        ref = (st.mannwhitneyu(x, y, alternative="greater").pvalue, st.mannwhitneyu(x, y, alternative="less").pvalue)
+        assert mannwhitney_one_sided(x, y) == pytest.approx(ref, rel=1e-12, abs=1e-300), (x, y)
+
+
+def test_block_medians_equal_numpys_exactly():
+    rng = np.random.default_rng(8)
+    for n in [24, 25, 29, 30, 31, 99, 100, 101, 1001, 4999]:
+        x = rng.lognormal(0, 1, n)
+        k = min(10, n // 3)
+        assert block_values(x, "median") == {i: float(np.median(b)) for i, b in enumerate(np.array_split(x, k))}
+        assert side_of(case("a", x), "median").value == float(np.median(x))

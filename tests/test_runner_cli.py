@@ -131,8 +131,15 @@ def test_help_has_examples():
 
 
 def test_ctrl_c_keeps_finished_cases(tmp_path: Path):
-    body = "".join(f"  - workload: t_slow\n    label: c{i}\n    params: {{sleep_s: 0.05}}\n"
-                   "    timing: {min_samples: 10, min_time_s: 0.5, max_time_s: 1}\n" for i in range(6))
+    # The first case is quick and the others sleep a minute each, so the Ctrl-C, sent once the first case
+    # is on disk, always lands mid-run: with six equal 1-second cases a starved test process could see the
+    # run finish first. (Exit 0 inside a full suite had another cause too: started as a background job of
+    # a non-interactive shell, the child inherited SIGINT ignored; the runner now installs its own handler,
+    # tested in test_hardening.py.)
+    body = "  - workload: t_slow\n    label: c0\n    params: {sleep_s: 0.01}\n" + "".join(
+        f"  - workload: t_slow\n    label: c{i}\n    params: {{sleep_s: 60}}\n"
+        "    timing: {min_samples: 1, max_samples: 1, warmup: 0, min_time_s: 0, max_time_s: 600, timeout_s: 3600}\n"
+        for i in range(1, 6))
     s = suite_file(tmp_path, body)
     out = tmp_path / "res"
     code = ("import sys; import tests.workloads_for_tests; from accelbench.cli import main; "

@@ -39,13 +39,19 @@ class Summary:
         return asdict(self)
 
 
+# Below this many samples the order statistics give no 95% interval of the median: median_ci returns the
+# range [min, max] instead, which reporters show as "too few samples", never as an interval.
+MIN_CI_SAMPLES = 6
+
+
 def median_ci(samples: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Distribution-free CI of the median from order statistics. With n < 6 the interval is [min, max]."""
+    """Distribution-free CI of the median from order statistics. With n < MIN_CI_SAMPLES the interval is
+    [min, max]."""
     x = np.sort(np.asarray(samples, dtype=np.float64))
     n = x.size
     if n == 0:
         return (math.nan, math.nan)
-    if n < 6:
+    if n < MIN_CI_SAMPLES:
         return (float(x[0]), float(x[-1]))
     k = _ci_rank(n, level)
     return (float(x[k - 1]), float(x[n - k]))

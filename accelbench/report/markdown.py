@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 
 from ..compare import CaseComparison, Comparison, Speedup
+from ..textsafe import md, plain
 from .format import fmt_change, fmt_range, fmt_time, fmt_x
 
 ICON = {"slower": "🔴", "inconclusive": "🟡", "failed": "❌", "missing": "⚪", "new": "🆕", "faster": "🟢",
@@ -16,11 +17,16 @@ HEAD = ("", "case", "backend", "base", "new", "change", "CI", "verdict")
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """One markdown table cell from text that may hold names from data (textsafe.md)."""
+    return md(text)
 
 
 def _row(c: CaseComparison) -> list[str]:
-    ci = f"{fmt_change(c.ci_low)} … {fmt_change(c.ci_high)}" if c.ci_low is not None else ""
+    ci = ""
+    if c.ci_low is not None and c.ci_high is not None:
+        # (0, inf) is what few samples or rounds bound: no interval at all ("-100.0% … inf" read as one)
+        ok = c.ci_low > 0 and math.isfinite(c.ci_high)
+        ci = f"{fmt_change(c.ci_low)} … {fmt_change(c.ci_high)}" if ok else "too few samples"
     verdict: str = c.verdict
     if c.definition_changed:
         verdict += " (definition changed, not gated)"
@@ -50,18 +56,20 @@ def comparison(cmp: Comparison, title: str | None = None) -> str:
     o = cmp.options
     counts = {k: v for k, v in cmp.counts().items() if v}
     lines = [f"## {title or headline(cmp)}", ""]
-    lines.append(f"base `{cmp.base}` → new `{cmp.new}`; metric {o.metric}, threshold {o.threshold * 100:g}% "
+    lines.append(f"base {md(cmp.base)} → new {md(cmp.new)}; metric {o.metric}, threshold {o.threshold * 100:g}% "
                  f"(per-workload thresholds from the suite apply), alpha {o.alpha:g} with Holm's correction over "
                  f"{sum(1 for c in cmp.cases if c.p_slower_adj is not None)} cases"
                  + ("; interleaved in one session" if cmp.interleaved else "; separate sessions") + ".")
     lines.append("")
     lines.append(", ".join(f"{ICON[k]} {v} {k}" for k, v in counts.items()))
     lines.append("")
+    for w in cmp.warnings:
+        lines += ["> [!WARNING]", f"> {md(w)}", ""]
     if cmp.machine:
         lines.append("> [!WARNING]")
         lines.append("> The runs come from different machines or software; timings may not be comparable:")
         for d in cmp.machine[:10]:
-            lines.append(f"> - `{d.key}`: `{d.base}` → `{d.new}`")
+            lines.append(f"> - {md(d.key)}: {md(d.base)} → {md(d.new)}")
         if len(cmp.machine) > 10:
             lines.append(f"> - … and {len(cmp.machine) - 10} more")
         lines.append("")
@@ -102,7 +110,7 @@ def speedups(rows: Sequence[Speedup], title: str = "GPU vs CPU") -> str:
 
 def text_table(cmp: Comparison) -> str:
     """The comparison as aligned plain text (regressions first) for the terminal."""
-    rows = [list(HEAD[1:])] + [_row(c)[1:] for c in cmp.cases]
+    rows = [list(HEAD[1:])] + [[plain(x) for x in _row(c)[1:]] for c in cmp.cases]
     widths = [min(60, max(len(r[i]) for r in rows)) for i in range(len(rows[0]) - 1)]
     out = []
     for r in rows:
@@ -112,7 +120,7 @@ def text_table(cmp: Comparison) -> str:
     out.append("")
     out.append(f"{headline(cmp)} ({counts})")
     for d in cmp.machine:
-        out.append(f"WARNING: machine differs: {d.key}: {d.base!r} -> {d.new!r}")
+        out.append(plain(f"WARNING: machine differs: {d.key}: {d.base!r} -> {d.new!r}"))
     return "\n".join(out) + "\n"
 
 
@@ -127,7 +135,7 @@ def _short_names(names: Sequence[str]) -> tuple[list[str], str]:
 
 
 def speedup_text(rows: Sequence[Speedup]) -> str:
-    names, shared = _short_names([s.name for s in rows])
+    names, shared = _short_names([plain(s.name) for s in rows])
     cis = [_speedup_ci(s, "..") for s in rows]
     w = max([6, *(len(c) for c in cis)])
     out = [f"{'speedup':>8}  {'95% CI':{w}}  {'GPU':>10}  {'CPU':>10}  case"]  # the name last: it is long

@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from ..compare import Speedup
+from ..measure.stats import MIN_CI_SAMPLES
 from ..results import CaseRecord, TimingSummary
+from ..textsafe import plain, term
 from .format import DASH, fmt_pct, fmt_rate, fmt_time, fmt_x, machine_facts, param_text
 from .view import RunView
 
@@ -76,9 +77,9 @@ def workload_table(title: str, rows: Sequence[CaseRecord], sp: dict[str, Speedup
     keys = _varying(rows)
     has_peak = any(_pct(c) is not None for c in rows)
     has_metrics = any(c.metrics for c in rows)
-    t = Table(title=escape(title), title_justify="left", show_lines=False)
+    t = Table(title=term(title), title_justify="left", show_lines=False)
     for k in keys:
-        t.add_column(escape(k), overflow="fold")
+        t.add_column(term(k), overflow="fold")
     t.add_column("backend")
     for col in ("median", "±95% CI", "CV", "throughput", "items/s") + (("% peak",) if has_peak else ()) + (
             "speedup",):
@@ -87,15 +88,15 @@ def workload_table(title: str, rows: Sequence[CaseRecord], sp: dict[str, Speedup
     if has_metrics:
         t.add_column("metrics", overflow="fold")
     for c in rows:
-        cells: list[str | Text] = [Text(param_text(c.params.get(k, ""))) for k in keys]
+        cells: list[str | Text] = [Text(plain(param_text(c.params.get(k, "")))) for k in keys]
         cells += [c.backend, *_measured_cells(c)]
         if has_peak:
             pct = _pct(c)
             cells.append(f"{pct:.0f}%" if pct is not None else DASH)
         speed = sp.get(c.key.pair_key) if c.backend == "gpu" else None
-        cells += [fmt_x(speed.speedup) if speed else "", _STATUS.get(c.status, escape(c.status))]
+        cells += [fmt_x(speed.speedup) if speed else "", _STATUS.get(c.status, term(c.status))]
         if has_metrics:
-            cells.append(Text(_metric_cells(c)))
+            cells.append(Text(plain(_metric_cells(c))))
         t.add_row(*cells)
     return t
 
@@ -105,29 +106,30 @@ def _measured_cells(c: CaseRecord) -> list[str]:
     if c.status != "ok":
         return [DASH] * 5
     s = c.timing.summary if c.timing else TimingSummary()
-    return [fmt_time(s.median), fmt_pct(s.rel_ci_halfwidth), fmt_pct(s.cv), *_throughput_cells(c)]
+    ci = s.rel_ci_halfwidth if s.n >= MIN_CI_SAMPLES else None  # [min, max] of a few samples is no CI
+    return [fmt_time(s.median), fmt_pct(ci), fmt_pct(s.cv), *_throughput_cells(c)]
 
 
 def problems(cases: list[CaseRecord], console: Console) -> None:
     """Failed and errored cases one line each; skipped ones grouped by reason (never hidden)."""
     bad = [c for c in cases if c.status in ("failed", "error")]
     for c in bad:
-        console.print(f"[red]{c.status}[/] {escape(c.name)} @{c.backend}: {escape(c.message)}", soft_wrap=True)
+        console.print(f"[red]{c.status}[/] {term(c.name)} @{c.backend}: {term(c.message)}", soft_wrap=True)
     reasons: dict[str, int] = defaultdict(int)
     for c in cases:
         if c.status == "skipped":
             reasons[c.message] += 1
     for r, n in reasons.items():
-        console.print(f"[yellow]skipped[/] {n} case(s): {escape(r)}", soft_wrap=True)
+        console.print(f"[yellow]skipped[/] {n} case(s): {term(r)}", soft_wrap=True)
 
 
 def facts_table(title: str, facts: Sequence[tuple[str, str]]) -> Table:
     """(what, value) rows, e.g. format.machine_facts; a value saying something is missing shows yellow."""
-    t = Table(show_header=False, title=escape(title), title_justify="left")
+    t = Table(show_header=False, title=term(title), title_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value", overflow="fold")
     for what, value in facts:
-        t.add_row(escape(what), Text(value, style="yellow" if value.startswith("none usable") else ""))
+        t.add_row(term(what), Text(plain(value), style="yellow" if value.startswith("none usable") else ""))
     return t
 
 
@@ -138,19 +140,19 @@ def machine_table(env: dict[str, Any]) -> Table:
 
 def cases_table(suite: str, pairs: Sequence[tuple[Any, str]]) -> Table:
     """``accelbench list``: the (case, backend) pairs a suite expands to, in run order."""
-    t = Table(title=escape(f"{suite}: {len(pairs)} case-backend runs"), title_justify="left")
+    t = Table(title=term(f"{suite}: {len(pairs)} case-backend runs"), title_justify="left")
     t.add_column("#", justify="right")
     t.add_column("case")
     t.add_column("backend")
     t.add_column("defined at")
     for i, (c, b) in enumerate(pairs, 1):
-        t.add_row(str(i), Text(c.name), b, Text(c.location))
+        t.add_row(str(i), Text(plain(c.name)), b, Text(plain(c.location)))
     return t
 
 
 def peaks_table(res: dict[str, Any]) -> Table:
     """``accelbench calibrate``: the ceilings measured (and the GPU's theoretical bandwidth)."""
-    t = Table(title=escape(f"peaks of this machine (key {res['key']})"), title_justify="left")
+    t = Table(title=term(f"peaks of this machine (key {res['key']})"), title_justify="left")
     t.add_column("backend")
     t.add_column("ceiling")
     t.add_column("value", justify="right")
@@ -158,9 +160,9 @@ def peaks_table(res: dict[str, Any]) -> Table:
         for k, v in (res.get(b) or {}).items():
             if isinstance(v, float) and (k.endswith("gbps") or k.endswith("gb_per_s") or k.endswith("gflops")):
                 unit = "GFLOP/s" if k.endswith("gflops") else "GB/s"
-                t.add_row(b, escape(k), f"{v:,.1f} {unit}")
+                t.add_row(b, term(k), f"{v:,.1f} {unit}")
     for k, v in (res.get("theoretical") or {}).items():
-        t.add_row("gpu", escape(f"{k} (theoretical)"), f"{v:,.1f} GB/s")
+        t.add_row("gpu", term(f"{k} (theoretical)"), f"{v:,.1f} GB/s")
     return t
 
 

@@ -10,6 +10,8 @@ from ..format import finite, fmt_time
 from .figures import BACKEND_COLOR, figure, flat_ticks, layout, tick_labels
 from .model import Block, Chart, Ids
 
+MAX_CHART_CASES = 200  # per-case sample charts beyond this many cases of one workload become a note
+RATIO_TICKS = [0.25, 0.5, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 3, 5, 10, 20, 50, 100]  # spreads span < a decade
 MAX_POINTS = 1000  # samples drawn per box; beyond this an evenly spaced quantile subsample (shape kept)
 
 
@@ -29,6 +31,9 @@ def distribution_blocks(ids: Ids, df: pd.DataFrame) -> tuple[list[Block], list[C
             b.notes.append("No samples: every case of this workload was skipped (see Problems)."
                            if (rows["status"] == "skipped").all() else
                            "No samples: no case of this workload finished (see Problems).")
+        elif len(ok) > MAX_CHART_CASES:  # thousands of boxes are unreadable and made a 10k-case report take minutes
+            b.notes.append(f"{len(ok)} cases: too many to draw one box each (at most {MAX_CHART_CASES}); each case's "
+                           "spread is in the table (CI, CV)")
         else:
             b.charts.append(_chart(ids, str(wl), ok))
             charts += b.charts
@@ -61,6 +66,7 @@ def _chart(ids: Ids, wl: str, ok: pd.DataFrame) -> Chart:
                              line={"width": 1.2}, hovertext=hover, hoverinfo="text+y"))
     lay = flat_ticks(layout("case", "sample ÷ case median (log)", log_y=True, boxmode="group", height=340),
                      len(labels))
+    lay.yaxis.update(tickmode="array", tickvals=RATIO_TICKS)
     note = "each dot is one sample (time per operation) over its case's median; box: quartiles"
     if capped:
         note += f"; cases with more than {MAX_POINTS} samples show {MAX_POINTS} evenly spaced quantiles"

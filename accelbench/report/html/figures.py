@@ -49,8 +49,11 @@ def layout(title_x: str = "", title_y: str = "", log_y: bool = False, log_x: boo
            **extra: Any) -> go.Layout:
     """The layout every chart starts from: white plot, light grid, legend above, axes titled."""
     def axis(title: str, log: bool) -> dict[str, Any]:
-        return {"title": {"text": title}, "automargin": True, "gridcolor": GRID, "zerolinecolor": GRID,
-                "type": "log" if log else "-"}
+        a: dict[str, Any] = {"title": {"text": title}, "automargin": True, "gridcolor": GRID, "zerolinecolor": GRID,
+                             "type": "log" if log else "-"}
+        if log:  # unlabelled minor grid lines at 2..9 between labelled ticks ("2, 100, 5, 2, 10" read as noise)
+            a["minor"] = {"dtick": "D1", "showgrid": True, "gridcolor": GRID}
+        return a
 
     lay = go.Layout(margin={"l": 64, "r": 16, "t": 16, "b": 64}, height=360, font={"family": FONT, "size": 12},
                     paper_bgcolor="white", plot_bgcolor="white", xaxis=axis(title_x, log_x),

@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ...compare import Speedup
+from ...measure.stats import MIN_CI_SAMPLES
 from ...results import CaseRecord
 from ..format import (
     DASH,
@@ -215,8 +216,11 @@ def _timing_cells(r: Any) -> list[Cell]:
     lo, hi = (num(r.get("ci_low_s")), num(r.get("ci_high_s"))) if ok else (None, None)
     cv = num(r.get("cv")) if ok else None
     n = num(r.get("n_samples")) if ok else None
-    return [Cell(fmt_time(med), med),
-            Cell(fmt_range(lo, hi, fmt_time), hi - lo if lo is not None and hi is not None else None),
+    if n is not None and n < MIN_CI_SAMPLES:  # [min, max] of a few samples is no interval ("192 ms – 192 ms")
+        ci = Cell("too few samples", None, "nowrap")
+    else:
+        ci = Cell(fmt_range(lo, hi, fmt_time), hi - lo if lo is not None and hi is not None else None)
+    return [Cell(fmt_time(med), med), ci,
             Cell(fmt_pct(cv), cv), Cell(f"{int(n)}" if n is not None else DASH, n)]
 
 
