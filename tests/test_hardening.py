@@ -516,17 +516,23 @@ def test_write_error_is_a_typed_usage_class_error():
 
 
 def test_log_axes_label_decades_only():
-    from accelbench.report import html
+    from accelbench.report.html import figures
 
-    lay = html._layout("case", "t", log_y=True, log_x=True)
-    for ax in ("xaxis", "yaxis"):
-        assert lay[ax]["type"] == "log" and lay[ax]["dtick"] == 1 and lay[ax]["minor"]["dtick"] == "D1"
+    lay = figures.layout("case", "t", log_y=True, log_x=True)
+    for ax in (lay.xaxis, lay.yaxis):
+        assert ax.type == "log" and ax.minor.dtick == "D1" and ax.minor.showgrid  # 2..9: grid lines, no labels
+    figures.decade_ticks(lay.yaxis, [0.5, 3.0, 120.0])  # a sweep over decades: powers of ten labelled only
+    assert lay.yaxis.dtick == 1
+    narrow = figures.layout("case", "t", log_y=True)
+    figures.decade_ticks(narrow.yaxis, [0.9, 1.1])  # within a decade plotly's own ticks are kept
+    assert narrow.yaxis.dtick is None
 
 
 def test_a_workload_with_too_many_cases_gets_a_note_not_a_box_per_case(tmp_path: Path, monkeypatch):
     from accelbench.report import html
+    from accelbench.report.html import distributions
 
-    monkeypatch.setattr(html, "MAX_CHART_CASES", 3)
+    monkeypatch.setattr(distributions, "MAX_CHART_CASES", 3)
     d = write_run(tmp_path, [rec(str(i), [1e-3] * 10) for i in range(5)])
     out = tmp_path / "r.html"
     html.write_report([d], out, None)
