@@ -511,3 +511,42 @@ def profile_cmd(
     out.print(render(res["result"], model, batch))
     for b, why in res["skipped"].items():
         out.print(f"[yellow]{b} skipped:[/] {escape(why)}")
+
+# -- history (accelbench.history) --
+
+
+@app.command("history")
+@guarded
+def history_cmd(
+    results_dirs: Annotated[list[Path], typer.Argument(help="Results folders (each holding run directories); "
+                                                       "their runs form one history.", show_default=False)],
+    metric: Annotated[str, typer.Option("--metric", help="median or min (per run).")] = "median",
+    since: Annotated[str | None, typer.Option("--since", help="Only runs started on or after DATE "
+                                              "(YYYY-MM-DD or an ISO time).")] = None,
+    case: Annotated[str | None, typer.Option("--case", help="Only cases whose id or name contains TEXT.")] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level of a change point.")] = 0.001,
+    min_change: Annotated[str, typer.Option("--min-change", help="Smallest change reported, e.g. 2% "
+                                            "(default 0: any significant change).")] = "0",
+    repo: Annotated[Path, typer.Option("--repo", help="Git repository whose commit order orders the runs.")] = Path(),
+    as_json: JsonOpt = False,
+) -> None:
+    """Every case's series across the runs, its change points (where, by how much, p-value, the first run
+    after each) and the most recent changes. A change of machine is never a change point.
+
+    Example: accelbench history results/ --case gemm
+    """
+    from .compare import parse_fraction
+    from .history import terminal as ht
+    from .history.analysis import load_history
+    from .history.changepoints import Settings
+
+    st = Settings(alpha=alpha, min_change=parse_fraction(min_change) if min_change.strip() not in ("0", "0%") else 0.0)
+    h = load_history(results_dirs, metric=metric, since=since, case=case, settings=st, repo=repo)
+    for note in h.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+    for s in h.skipped:
+        err.print(f"[bold yellow]skipped:[/] {escape(s.reason)}", soft_wrap=True)
+    if as_json:
+        _print_json(ht.as_json(h))
+    else:
+        ht.render(h, out)

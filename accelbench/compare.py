@@ -457,6 +457,14 @@ def machine_diff(base_env: Mapping[str, Any], new_env: Mapping[str, Any]) -> lis
     return [EnvDiff(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+def machine_fingerprint(env: Mapping[str, Any]) -> str:
+    """A short hash of what :func:`machine_diff` compares: two fingerprints hash alike exactly when
+    machine_diff finds no difference between them (keys holding None count as absent, as there)."""
+    flat = {k: v for k, v in _flatten(env).items() if v is not None}
+    text = json.dumps(flat, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 # ---------------------------------------------------------------- comparing runs
 
 

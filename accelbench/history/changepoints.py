@@ -345,21 +345,20 @@ class GroupChangePoint:
     point: ChangePoint
 
 
-def detect_by_group(values: Sequence[float] | np.ndarray, groups: Sequence[Hashable],
+def detect_by_group(values: Sequence[float] | np.ndarray, groups: Sequence[Hashable] | np.ndarray,
                     settings: Settings | None = None) -> list[GroupChangePoint]:
     """Change points of a series whose points belong to groups (machine fingerprints): each group's
     points, in order, form their own series, so a change of group is never a change point. Indices are
     positions in the full series (the first point of the group after the change)."""
     x = np.asarray(values, dtype=np.float64)
-    if len(groups) != x.size:
+    g = np.asarray(groups, dtype=object) if not isinstance(groups, np.ndarray) else groups
+    if g.shape != x.shape:
         raise ValueError("one group per value")
-    members: dict[Hashable, list[int]] = {}
-    for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
     out: list[GroupChangePoint] = []
-    for g, idx in members.items():
+    for u in dict.fromkeys(g.tolist()):  # groups in order of first appearance
+        idx = np.flatnonzero(g == u)
         for cp in detect(x[idx], settings):
-            out.append(GroupChangePoint(group=g, index=idx[cp.index], point=cp))
+            out.append(GroupChangePoint(group=u, index=int(idx[cp.index]), point=cp))
     out.sort(key=lambda c: c.index)
     return out
 
