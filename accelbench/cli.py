@@ -403,6 +403,9 @@ def gate(
                                         "the fingerprints differ (GPU, driver, CUDA, CPU, library versions).")] = False,
     markdown: MarkdownOpt = None,
     as_json: JsonOpt = False,
+    history: Annotated[bool, typer.Option("--history", help="BASE is a results folder: gate NEW against each "
+                                          "case's last stable segment (its runs on NEW's machine since the last "
+                                          "change point; see `accelbench history`).")] = False,
 ) -> None:
     """CI gate: exit 0 when no case regressed, 1 when one did (each named on one line), 2 on bad input.
 
@@ -412,8 +415,14 @@ def gate(
     from . import compare as cmp_mod
     from .report import markdown as md
 
-    res = cmp_mod.gate(base, new, _compare_options(threshold, alpha, metric, ignore_param),
-                       allow_different_machines=allow_different_machines)
+    if history:
+        from .history.gate import gate_history
+
+        res = gate_history(base, new, _compare_options(threshold, alpha, metric, ignore_param),
+                           allow_different_machines=allow_different_machines)
+    else:
+        res = cmp_mod.gate(base, new, _compare_options(threshold, alpha, metric, ignore_param),
+                           allow_different_machines=allow_different_machines)
     c = res.comparison
     _write_markdown(markdown, md.comparison(c))
     for d in c.machine:

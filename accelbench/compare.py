@@ -594,8 +594,14 @@ def _interleave_session(run: RunRecord) -> str | None:
     return str(il.get("session")) if isinstance(il, dict) and il.get("session") else None
 
 
-def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = None) -> Comparison:
-    """Match every case of ``base`` and ``new`` and give each a verdict; nothing is dropped silently."""
+CaseStats = Callable[[str, "Side", "Side"], tuple[RatioCI, float, float, str]]
+
+
+def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = None,
+                 stats: CaseStats | None = None) -> Comparison:
+    """Match every case of ``base`` and ``new`` and give each a verdict; nothing is dropped silently.
+    ``stats(key, base_side, new_side)`` replaces :func:`case_stats` where the base is not one run (the
+    history gate: a segment of runs, one value per run)."""
     opts = opts or CompareOptions()
     opts.check()
     ign = tuple(opts.ignore_params)
@@ -651,7 +657,8 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
             continue
         cc.base_value_s, cc.new_value_s, cc.n_base, cc.n_new = sb.value, sn.value, sb.n, sn.n
         cc.floor_s = FLOOR_TICKS * max(sb.floor_s, sn.floor_s)
-        r, ps, pf, test = case_stats(sb, sn, opts.metric, opts.level, paired=paired, seed=_seed(key))
+        r, ps, pf, test = stats(key, sb, sn) if stats else case_stats(sb, sn, opts.metric, opts.level,
+                                                                      paired=paired, seed=_seed(key))
         cc.ratio, cc.ci_low, cc.ci_high, cc.ci_method, cc.test = r.ratio, r.ci_low, r.ci_high, r.method, test
         cc.p_slower, cc.p_faster = ps, pf
         tests.append((cc, ps, pf, r, sn.value - sb.value))

@@ -150,7 +150,7 @@ def commit_order(commits: list[str], repo: Path) -> dict[str, int] | None:
 def order_runs(runs: pd.DataFrame, repo: Path | None) -> tuple[list[int], str]:
     """Row order of ``runs`` (git_commit, started_at columns) and what it follows ("commit" or "time")."""
     times = [_time(s) for s in runs["started_at"]]
-    commits = list(runs["git_commit"])
+    commits = [None if pd.isna(c) else c for c in runs["git_commit"]]
     if repo is not None and len(commits) and all(isinstance(c, str) and c for c in commits):
         order = commit_order(commits, repo)
         if order is not None:
@@ -159,8 +159,10 @@ def order_runs(runs: pd.DataFrame, repo: Path | None) -> tuple[list[int], str]:
 
 
 def load_history(roots: list[Path], metric: str = "median", since: str | None = None, case: str | None = None,
-                 settings: Settings | None = None, repo: Path | None = None) -> History:
-    """Index (incrementally) every results folder in ``roots`` and analyse every case's series."""
+                 settings: Settings | None = None, repo: Path | None = None,
+                 exclude_run_ids: frozenset[str] = frozenset()) -> History:
+    """Index (incrementally) every results folder in ``roots`` and analyse every case's series (without
+    the runs named in ``exclude_run_ids``: the run a gate judges is not its own history)."""
     if metric not in METRICS:
         raise UsageError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
     st = settings or Settings()
@@ -188,14 +190,16 @@ def load_history(roots: list[Path], metric: str = "median", since: str | None = 
             df["root"] = i
             frames.append(df)
         runs_df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if exclude_run_ids and len(runs_df):
+            runs_df = runs_df[~runs_df["run_id"].isin(list(exclude_run_ids))].reset_index(drop=True)
         if t_since is not None and len(runs_df):
             runs_df = runs_df[[_time(s) >= t_since for s in runs_df["started_at"]]].reset_index(drop=True)
         order, ordered_by = order_runs(runs_df, repo) if len(runs_df) else ([], "time")
         runs_df = runs_df.iloc[order].reset_index(drop=True)
         runs = [HistoryRun(run_id=str(r.run_id), run_dir=str(Path(roots[int(r.root)]) / str(r.run_dir)),
                            suite=str(r.suite), started_at=str(r.started_at),
-                           commit=str(r.git_commit) if isinstance(r.git_commit, str) else None,
-                           dirty=bool(r.git_dirty) if r.git_dirty is not None and r.git_dirty == r.git_dirty else None,
+                           commit=None if pd.isna(r.git_commit) else str(r.git_commit),
+                           dirty=None if pd.isna(r.git_dirty) else bool(r.git_dirty),
                            machine=str(r.machine)) for r in runs_df.itertuples()]
         machines = np.asarray([r.machine for r in runs], dtype=object)
         series: list[Series] = []
