@@ -302,6 +302,8 @@ def report(
                                                 "the default name); default reports/<suite>-<run-id>.html.",
                                                 show_default=False)] = None,
     title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
+    history: Annotated[bool, typer.Option("--history", help="RUNS are results folders: write the trend page "
+                                          "(a chart per case across all their runs, change points marked).")] = False,
 ) -> None:
     """Write one self-contained HTML report (charts, sortable tables, machines) that opens offline.
 
@@ -309,6 +311,11 @@ def report(
     """
     from .report import html
 
+    if history:
+        from .history.page import write_page
+
+        out.print(f"history page written to {write_page(runs, output, title)}")
+        return
     path = html.write_report(runs, output, title)
     out.print(f"report written to {path}")
 

@@ -150,11 +150,12 @@ def commit_order(commits: list[str], repo: Path) -> dict[str, int] | None:
 def order_runs(runs: pd.DataFrame, repo: Path | None) -> tuple[list[int], str]:
     """Row order of ``runs`` (git_commit, started_at columns) and what it follows ("commit" or "time")."""
     times = [_time(s) for s in runs["started_at"]]
-    commits = [None if pd.isna(c) else c for c in runs["git_commit"]]
-    if repo is not None and len(commits) and all(isinstance(c, str) and c for c in commits):
-        order = commit_order(commits, repo)
+    commits = [c if isinstance(c, str) and c else None for c in runs["git_commit"]]
+    known = [c for c in commits if c is not None]
+    if repo is not None and known and len(known) == len(commits):
+        order = commit_order(known, repo)
         if order is not None:
-            return sorted(range(len(commits)), key=lambda i: (order[commits[i]], times[i])), "commit"
+            return sorted(range(len(known)), key=lambda i: (order[known[i]], times[i])), "commit"
     return sorted(range(len(times)), key=lambda i: (times[i], str(runs["run_id"].iloc[i]))), "time"
 
 
