@@ -11,9 +11,11 @@ Change points come from :mod:`.changepoints`, per machine fingerprint (compare.m
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ResultsError, UsageError
-from .changepoints import Settings, detect_by_group
+from .changepoints import ChangePoint, GroupChangePoint, Settings, detect_by_group
 from .index import Index, Skipped
 
 METRICS = ("median", "min")
@@ -209,13 +211,14 @@ def load_history(roots: list[Path], metric: str = "median", since: str | None = 
             positions = {str(d): int(p) for d, p in zip(sub["run_dir"], sub.index, strict=True)}
             if positions:
                 series += _series(ix, positions, case, metric, machines)
+        if len(roots) > 1:
+            series = _merge_roots(series)
+        found = cached_changes(indexes[0], series, st)
+        for s, cps in zip(series, found, strict=True):
+            s.changes = _changes(s, runs, cps)
     finally:
         for ix in indexes:
             ix.close()
-    if len(roots) > 1:
-        series = _merge_roots(series)
-    for s in series:
-        s.changes = _changes(s, runs, st)
     series.sort(key=lambda s: s.case)
     return History(runs=runs, series=series, skipped=skipped, notes=notes, ordered_by=ordered_by, metric=metric,
                    settings=st)
@@ -266,9 +269,36 @@ def _merge_roots(series: list[Series]) -> list[Series]:
     return out
 
 
-def _changes(s: Series, runs: list[HistoryRun], st: Settings) -> list[Change]:
+def _series_key(s: Series, st: Settings) -> str:
+    """What a series' change points depend on: its values, its machine per point, the settings."""
+    h = hashlib.sha256(np.ascontiguousarray(s.value, dtype=np.float64).tobytes())
+    h.update("\0".join(map(str, s.machine.tolist())).encode())
+    h.update(repr(st).encode())
+    return h.hexdigest()[:32]
+
+
+def cached_changes(ix: Index, series: list[Series], st: Settings) -> list[list[GroupChangePoint]]:
+    """Change points of every series, from the index's cache where the series is unchanged (same values,
+    machines and settings), computed and stored otherwise."""
+    keys = [_series_key(s, st) for s in series]
+    known = ix.cached(keys)
+    out: list[list[GroupChangePoint]] = []
+    new: dict[str, str] = {}
+    for s, k in zip(series, keys, strict=True):
+        if k in known:
+            out.append([GroupChangePoint(group=d["group"], index=d["index"], point=ChangePoint(**d["point"]))
+                        for d in json.loads(known[k])])
+            continue
+        cps = detect_by_group(s.value, s.machine, st)
+        out.append(cps)
+        new[k] = json.dumps([{"group": c.group, "index": c.index, "point": asdict(c.point)} for c in cps])
+    ix.store_cached(new, keep=set(keys))
+    return out
+
+
+def _changes(s: Series, runs: list[HistoryRun], found: list[GroupChangePoint]) -> list[Change]:
     out = []
-    for g in detect_by_group(s.value, s.machine, st):
+    for g in found:
         cp = g.point
         i = g.index
         same = np.flatnonzero(s.machine[:i] == g.group)

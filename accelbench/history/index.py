@@ -14,6 +14,8 @@ Tables (INDEX_VERSION 1):
   runs(run_dir, stamp, run_id, suite, started_at, git_commit, git_dirty, machine, status, error)
   cases(run_dir, case_id, suite, workload, name, backend, status, definition_hash,
         median_s, min_s, ci_low_s, ci_high_s, n)
+  cp_cache(key, result)       change points of a series, keyed by a hash of its values, machines and
+                              the settings (history.analysis.cached_changes)
 ``machine`` is :func:`compare.machine_fingerprint` of the run's environment: two runs share it exactly
 when ``compare.machine_diff`` finds no difference between them.
 """
@@ -44,6 +46,7 @@ CREATE TABLE IF NOT EXISTS runs (run_dir VARCHAR PRIMARY KEY, stamp VARCHAR, run
 CREATE TABLE IF NOT EXISTS cases (run_dir VARCHAR, case_id VARCHAR, suite VARCHAR, workload VARCHAR,
     name VARCHAR, backend VARCHAR, status VARCHAR, definition_hash VARCHAR, median_s DOUBLE, min_s DOUBLE,
     ci_low_s DOUBLE, ci_high_s DOUBLE, n INTEGER);
+CREATE TABLE IF NOT EXISTS cp_cache (key VARCHAR PRIMARY KEY, result VARCHAR);
 """
 CASE_COLUMNS = ("run_dir", "case_id", "suite", "workload", "name", "backend", "status", "definition_hash",
                 "median_s", "min_s", "ci_low_s", "ci_high_s", "n")
@@ -293,3 +296,34 @@ class Index:
         pts = {k: (np.ma.filled(v, np.nan) if isinstance(v, np.ma.MaskedArray) else np.asarray(v))
                for k, v in raw.items()}
         return names, pts
+
+    # -------------------------------------------------------------- change-point cache
+
+    def cached(self, keys: list[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        self.con.register("wanted", pd.DataFrame({"key": keys}))
+        try:
+            return dict(self.con.execute("SELECT c.key, c.result FROM cp_cache c JOIN wanted USING (key)").fetchall())
+        finally:
+            self.con.unregister("wanted")
+
+    def store_cached(self, new: dict[str, str], keep: set[str]) -> None:
+        """Add ``new`` results; when the cache has grown to many times what one query uses, keep only
+        ``keep`` (the keys of this query) and the new ones."""
+        if new:
+            self._insert_or_replace(new)
+        (size,) = self.con.execute("SELECT count(*) FROM cp_cache").fetchone() or (0,)
+        if size > 4 * max(len(keep), 1000):
+            self.con.register("kept", pd.DataFrame({"key": sorted(keep | set(new))}))
+            try:
+                self.con.execute("DELETE FROM cp_cache WHERE key NOT IN (SELECT key FROM kept)")
+            finally:
+                self.con.unregister("kept")
+
+    def _insert_or_replace(self, new: dict[str, str]) -> None:
+        self.con.register("fresh", pd.DataFrame({"key": list(new), "result": list(new.values())}))
+        try:
+            self.con.execute("INSERT OR REPLACE INTO cp_cache SELECT key, result FROM fresh")
+        finally:
+            self.con.unregister("fresh")
