@@ -135,3 +135,24 @@ def test_not_a_folder(tmp_path: Path):
 
     with pytest.raises(ResultsError, match="not a results folder"):
         Index(tmp_path / "nope")
+
+
+def test_change_points_are_cached_per_series_and_equal_a_fresh_analysis(tmp_path: Path):
+    from accelbench.history.analysis import load_history
+    from accelbench.history.changepoints import Settings
+
+    rng = np.random.default_rng(5)
+    for i in range(16):
+        rid, t = stamp(i)
+        write_run(tmp_path, rid, t, {"w_a": samples(1e-3 * (1.1 if i >= 8 else 1.0), rng), "w_b": samples(2e-3, rng)})
+    first = load_history([tmp_path])
+    with Index(tmp_path) as ix:
+        (n,) = ix.con.execute("SELECT count(*) FROM cp_cache").fetchone()
+        assert n == 2
+        ix.con.execute("UPDATE cp_cache SET result = '[]'")  # a tampered cache is what the next query reads
+    assert load_history([tmp_path]).changes() == []
+    (tmp_path / INDEX_FILE).unlink()
+    again = load_history([tmp_path])
+    assert again.changes() == first.changes() and [c.position for c in first.changes()] == [8]
+    strict = load_history([tmp_path], settings=Settings(min_change=0.5))  # other settings: another key
+    assert strict.changes() == []

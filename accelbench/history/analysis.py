@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -158,7 +159,8 @@ def order_runs(runs: pd.DataFrame, repo: Path | None) -> tuple[list[int], str]:
         order = commit_order(known, repo)
         if order is not None:
             return sorted(range(len(known)), key=lambda i: (order[known[i]], times[i])), "commit"
-    return sorted(range(len(times)), key=lambda i: (times[i], str(runs["run_id"].iloc[i]))), "time"
+    ids = [str(r) for r in runs["run_id"]]
+    return sorted(range(len(times)), key=lambda i: (times[i], ids[i])), "time"
 
 
 def load_history(roots: list[Path], metric: str = "median", since: str | None = None, case: str | None = None,
@@ -199,11 +201,13 @@ def load_history(roots: list[Path], metric: str = "median", since: str | None = 
             runs_df = runs_df[[_time(s) >= t_since for s in runs_df["started_at"]]].reset_index(drop=True)
         order, ordered_by = order_runs(runs_df, repo) if len(runs_df) else ([], "time")
         runs_df = runs_df.iloc[order].reset_index(drop=True)
-        runs = [HistoryRun(run_id=str(r.run_id), run_dir=str(Path(roots[int(r.root)]) / str(r.run_dir)),
-                           suite=str(r.suite), started_at=str(r.started_at),
-                           commit=None if pd.isna(r.git_commit) else str(r.git_commit),
-                           dirty=None if pd.isna(r.git_dirty) else bool(r.git_dirty),
-                           machine=str(r.machine)) for r in runs_df.itertuples()]
+        root_text = [str(r) for r in roots]
+        runs = [HistoryRun(run_id=str(rid), run_dir=os.path.join(root_text[int(ri)], str(rd)), suite=str(su),
+                           started_at=str(sa), commit=None if pd.isna(gc) else str(gc),
+                           dirty=None if pd.isna(gd) else bool(gd), machine=str(m))
+                for rid, ri, rd, su, sa, gc, gd, m in zip(
+                    runs_df["run_id"], runs_df["root"], runs_df["run_dir"], runs_df["suite"], runs_df["started_at"],
+                    runs_df["git_commit"], runs_df["git_dirty"], runs_df["machine"], strict=True)] if len(runs_df) else []
         machines = np.asarray([r.machine for r in runs], dtype=object)
         series: list[Series] = []
         for i, ix in enumerate(indexes):

@@ -71,11 +71,11 @@ class UpdateReport:
     notes: list[str] = field(default_factory=list)  # e.g. "index rebuilt: ..."
 
 
-def _stamp(d: Path) -> str:
+def _stamp(d: str) -> str:
     parts = []
     for name in (RUN_FILE, CASES_FILE):
         try:
-            st = (d / name).stat()
+            st = os.stat(os.path.join(d, name))
             parts.append(f"{st.st_mtime_ns}:{st.st_size}")
         except OSError:
             parts.append("-")
@@ -199,7 +199,7 @@ class Index:
         gone = [k for k in known if k not in present]
         todo: list[tuple[str, Path, str]] = []
         for name, d in present.items():
-            st = _stamp(d)
+            st = _stamp(str(d))
             if known.get(name) == st:
                 rep.unchanged += 1
             else:
