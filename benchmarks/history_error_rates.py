@@ -23,18 +23,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as st
 
 from accelbench.history.changepoints import Settings, detect
+from benchmarks.gate_error_rates import clopper_pearson
 
 STEPS = (0.0, 0.01, 0.02, 0.05, 0.10)
 SIGMAS = (0.005, 0.01, 0.02, 0.05)
-
-
-def clopper_pearson(k: int, n: int) -> tuple[float, float]:
-    lo = float(st.beta.ppf(0.025, k, n - k + 1)) if k > 0 else 0.0
-    hi = float(st.beta.ppf(0.975, k + 1, n - k)) if k < n else 1.0
-    return lo, hi
 
 
 def series(step: float, sigma: float, n: int, at: int, seed: int, noise: str) -> np.ndarray:

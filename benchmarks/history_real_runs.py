@@ -2,8 +2,8 @@
 
 Each batch is ``--runs`` (default 40) separate runs of a small suite, run one after another through the
 real runner into their own results folder. The suite has ``--cases`` (default 4) "step" cases and as many
-"flat" cases, all of the ``history_probe`` workload below: ``reps`` repetitions of a NumPy multiply on one
-float64 array. From run ``--step-at`` (default 20) on, the step cases do round(1.05 * reps) repetitions
+"flat" cases, all of the ``history_probe`` workload below (gate_error_rates' probe: ``reps`` repetitions
+of a NumPy multiply on one float64 array). From run ``--step-at`` (default 20) on, the step cases do round(1.05 * reps) repetitions
 instead of reps (21 instead of 20: exactly 5% more of the same work on the same data), like a commit that
 makes the code slower; their parameters, hence their case identity and series, do not change. The flat
 cases never change. Then `accelbench history` analyses the folder (default settings) and we count:
@@ -35,45 +35,28 @@ from pydantic import Field
 from accelbench.history.analysis import load_history
 from accelbench.runner import RunOptions, run_suite
 from accelbench.suite import parse
-from accelbench.workloads.base import Params, Work, Workload, register
+from accelbench.workloads.base import register
+from benchmarks.gate_error_rates import GateProbe, ProbeParams
 
 EXTRA = {"fraction": 0.0}  # the "code change": set between runs, never a parameter
 
 
-class ProbeParams(Params):
-    n: int = Field(4096, gt=0, le=10**7)
-    reps: int = Field(20, ge=1, le=10_000)
+class HistoryProbeParams(ProbeParams):
     kind: str = Field("flat", pattern="^(step|flat)$")
 
 
 @register
-class HistoryProbe(Workload):
-    """``reps`` repetitions of y = 1.5 x (plus round(EXTRA * reps) for the "step" kind)."""
+class HistoryProbe(GateProbe):
+    """gate_error_rates' probe (``reps`` repetitions of y = 1.5 x); the "step" kind does round(EXTRA * reps)
+    more repetitions, set between runs like a code change, not through a parameter."""
 
     name = "history_probe"
-    family = "test"
-    Params = ProbeParams
-    backends = ("cpu",)
-
-    @classmethod
-    def work(cls, p: Any) -> Work:
-        return Work(flops=p.reps * p.n, bytes=16 * p.reps * p.n, items=p.reps * p.n, item_unit="elements")
+    Params = HistoryProbeParams
 
     def setup(self) -> None:
-        self.x = self.random((self.p.n,), "float64")
-        self.y = np.empty_like(self.x)
-        extra = EXTRA["fraction"] if self.p.kind == "step" else 0.0
-        self.k = self.p.reps + round(extra * self.p.reps)
-
-    def run(self) -> None:
-        for _ in range(self.k):
-            np.multiply(self.x, 1.5, out=self.y)
-
-    def output(self) -> Any:
-        return self.y
-
-    def reference(self) -> np.ndarray:
-        return np.asarray(self.x) * 1.5
+        super().setup()
+        if self.p.kind == "step":
+            self.k += round(EXTRA["fraction"] * self.p.reps)
 
 
 def suite_text(cases: int, time_s: float) -> str:
@@ -83,7 +66,7 @@ def suite_text(cases: int, time_s: float) -> str:
              "warmup_time_s: 0.02}", "benchmarks:"]
     for kind in ("step", "flat"):
         for n in sizes:
-            lines.append(f"  - workload: history_probe\n    params: {{n: {n}, reps: 20, kind: {kind}}}")
+            lines.append(f"  - workload: history_probe\n    params: {{op: scale, n: {n}, reps: 20, kind: {kind}}}")
     return "\n".join(lines) + "\n"
 
 
