@@ -76,7 +76,7 @@ def test_a_change_of_machine_is_never_a_change_point():
     x = np.concatenate([a, b])
     groups = ["A"] * 20 + ["B"] * 20
     assert 20 in [c.index for c in detect(x)]  # blind to machines it would call the switch a change
-    cps = detect_by_group(x, groups)
+    cps, _ = detect_by_group(x, groups)
     assert all(c.index != 20 for c in cps)  # the switch itself is never one
     assert all(c.point.ratio < 1.1 for c in cps)  # and no 50% jump hides in a group's own series
 
@@ -87,7 +87,7 @@ def test_groups_interleaved_keep_their_own_series_and_indices():
     groups = ["A" if i % 2 == 0 else "B" for i in range(n)]
     x[1::2] *= 1.5  # B is slower throughout: no change
     x[40::2] *= 1.06  # A steps up from position 40 on
-    cps = detect_by_group(x, groups)
+    cps, _ = detect_by_group(x, groups)
     assert [(c.group, c.index) for c in cps] == [("A", 40)]
 
 
@@ -110,3 +110,21 @@ def test_long_series_steps_found():
 def test_segments():
     assert segments(10, [3, 7]) == [(0, 3), (3, 7), (7, 10)]
     assert segments(5, []) == [(0, 5)]
+
+
+def test_a_grown_series_reuses_its_split_and_gives_the_fresh_answer():
+    from accelbench.history.changepoints import detect_with_state
+
+    x = noisy(700, 0.01, 12)
+    x[150:] *= 1.05
+    x[420:] *= 0.97
+    x[650:] *= 1.08
+    state = None
+    for n in (100, 260, 261, 400, 530, 700):
+        got, state = detect_with_state(x[:n], state=state)
+        assert got == detect(x[:n]), n
+        assert state.n == n
+    assert {150, 420, 650} <= {c.index for c in got}
+    # a state from another series' prefix is the caller's error; a state from a longer one is ignored
+    again, _ = detect_with_state(x[:300], state=state)
+    assert again == detect(x[:300])

@@ -147,12 +147,31 @@ def test_change_points_are_cached_per_series_and_equal_a_fresh_analysis(tmp_path
         write_run(tmp_path, rid, t, {"w_a": samples(1e-3 * (1.1 if i >= 8 else 1.0), rng), "w_b": samples(2e-3, rng)})
     first = load_history([tmp_path])
     with Index(tmp_path) as ix:
-        (n,) = ix.con.execute("SELECT count(*) FROM cp_cache").fetchone()
+        (n,) = ix.con.execute("SELECT count(*) FROM cp_series").fetchone()
         assert n == 2
-        ix.con.execute("UPDATE cp_cache SET result = '[]'")  # a tampered cache is what the next query reads
+        ix.con.execute("UPDATE cp_series SET result = '[]'")  # a tampered cache is what the next query reads
     assert load_history([tmp_path]).changes() == []
     (tmp_path / INDEX_FILE).unlink()
     again = load_history([tmp_path])
     assert again.changes() == first.changes() and [c.position for c in first.changes()] == [8]
     strict = load_history([tmp_path], settings=Settings(min_change=0.5))  # other settings: another key
     assert strict.changes() == []
+
+
+def test_new_runs_extend_the_cached_analysis_to_the_fresh_answer(tmp_path: Path):
+    from accelbench.history.analysis import load_history
+
+    rng = np.random.default_rng(6)
+
+    def add(first: int, n: int) -> None:
+        for i in range(first, first + n):
+            rid, t = stamp(i)
+            write_run(tmp_path, rid, t, {"w_a": samples(1e-3 * (1.1 if i >= 70 else 1.0), rng, n=5)})
+
+    add(0, 60)
+    assert load_history([tmp_path]).changes() == []
+    add(60, 20)
+    grown = load_history([tmp_path])
+    assert [c.position for c in grown.changes()] == [70]
+    (tmp_path / INDEX_FILE).unlink()
+    assert load_history([tmp_path]).changes() == grown.changes()

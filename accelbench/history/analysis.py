@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ResultsError, UsageError
-from .changepoints import ChangePoint, GroupChangePoint, Settings, detect_by_group
+from .changepoints import ChangePoint, GroupChangePoint, Settings, SplitState, detect_by_group
 from .index import Index, Skipped
 
 METRICS = ("median", "min")
@@ -217,7 +217,7 @@ def load_history(roots: list[Path], metric: str = "median", since: str | None = 
                 series += _series(ix, positions, case, metric, machines)
         if len(roots) > 1:
             series = _merge_roots(series)
-        found = cached_changes(indexes[0], series, st)
+        found = cached_changes(indexes[0], series, st, metric)
         for s, cps in zip(series, found, strict=True):
             s.changes = _changes(s, runs, cps)
     finally:
@@ -273,29 +273,43 @@ def _merge_roots(series: list[Series]) -> list[Series]:
     return out
 
 
-def _series_key(s: Series, st: Settings) -> str:
-    """What a series' change points depend on: its values, its machine per point, the settings."""
-    h = hashlib.sha256(np.ascontiguousarray(s.value, dtype=np.float64).tobytes())
-    h.update("\0".join(map(str, s.machine.tolist())).encode())
-    h.update(repr(st).encode())
+def _digest(value: np.ndarray, machine: np.ndarray) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(value, dtype=np.float64).tobytes())
+    h.update("\0".join(map(str, machine.tolist())).encode())
     return h.hexdigest()[:32]
 
 
-def cached_changes(ix: Index, series: list[Series], st: Settings) -> list[list[GroupChangePoint]]:
-    """Change points of every series, from the index's cache where the series is unchanged (same values,
-    machines and settings), computed and stored otherwise."""
-    keys = [_series_key(s, st) for s in series]
+def _state_json(states: dict[Any, SplitState]) -> str:
+    return json.dumps([[str(g), st.n, st.window, [[a, list(b)] for a, b in st.weak]] for g, st in states.items()])
+
+
+def _state_load(text: str) -> dict[Any, SplitState]:
+    return {g: SplitState(n=n, window=w, weak=tuple((a, tuple(b)) for a, b in weak))
+            for g, n, w, weak in json.loads(text)}
+
+
+def cached_changes(ix: Index, series: list[Series], st: Settings, metric: str) -> list[list[GroupChangePoint]]:
+    """Change points of every series, through the index's cache: a series whose values and machines are
+    unchanged is not analysed again; one that only grew (new runs at its end) reuses the split pass of
+    its old windows (changepoints.SplitState); anything else is analysed afresh."""
+    keys = [hashlib.sha256(f"{s.case}\0{metric}\0{st!r}".encode()).hexdigest()[:32] for s in series]
     known = ix.cached(keys)
     out: list[list[GroupChangePoint]] = []
-    new: dict[str, str] = {}
+    new: dict[str, tuple[str, int, str, str]] = {}
     for s, k in zip(series, keys, strict=True):
-        if k in known:
+        digest = _digest(s.value, s.machine)
+        row = known.get(k)
+        if row is not None and row[0] == digest:
             out.append([GroupChangePoint(group=d["group"], index=d["index"], point=ChangePoint(**d["point"]))
-                        for d in json.loads(known[k])])
+                        for d in json.loads(row[3])])
             continue
-        cps = detect_by_group(s.value, s.machine, st)
+        states = None
+        if row is not None and row[1] < s.value.size and _digest(s.value[:row[1]], s.machine[:row[1]]) == row[0]:
+            states = _state_load(row[2])
+        cps, new_states = detect_by_group(s.value, s.machine, st, states)
         out.append(cps)
-        new[k] = json.dumps([{"group": c.group, "index": c.index, "point": asdict(c.point)} for c in cps])
+        new[k] = (digest, int(s.value.size), _state_json(new_states),
+                  json.dumps([{"group": c.group, "index": c.index, "point": asdict(c.point)} for c in cps]))
     ix.store_cached(new, keep=set(keys))
     return out
 

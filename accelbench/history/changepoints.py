@@ -257,17 +257,39 @@ def _first_candidates(z: np.ndarray, starts: list[int], w: int, min_size: int) -
     return np.arange(t0, t1)[best // b.shape[1]], q.max(1)
 
 
-def _split(z: np.ndarray, cs: np.ndarray, cs2: np.ndarray, st: Settings) -> list[int]:
+@dataclass(frozen=True)
+class SplitState:
+    """What the split pass found in the full grid windows of a series' first ``n`` points. A window's
+    weak change points depend on its own values only, so when the series has only grown (its first ``n``
+    values unchanged, which the caller checks) these windows need no second look; only the windows that
+    reach past ``n`` are searched. ``weak``: (window start, its weak change points) where it found any."""
+
+    n: int
+    window: int
+    weak: tuple[tuple[int, tuple[int, ...]], ...] = ()
+
+
+def _split(z: np.ndarray, cs: np.ndarray, cs2: np.ndarray, st: Settings, state: SplitState | None = None
+           ) -> tuple[list[int], SplitState]:
     n = z.size
     w = min(st.window, n)
-    starts = _window_starts(n, w)
-    weak: set[int] = set()
-    taus, _ = _first_candidates(z, starts, w, st.min_size)
-    s0 = np.asarray(starts)
-    pv = _ttest_many(cs, cs2, s0, s0 + taus, s0 + w)
-    for start in s0[pv < st.first_pass_alpha]:  # only such windows can hold change points: search them
-        weak.update(_window_points(z, cs, cs2, int(start), int(start) + w, st))
-    return sorted(weak)
+    step = max(1, w // 2)
+    grid = set(range(0, n - w + 1, step)) if n >= st.window else set()
+    done: dict[int, tuple[int, ...]] = {}
+    reused: set[int] = set()
+    if state is not None and state.window == st.window and state.n <= n:
+        reused = {s for s in grid if s + w <= state.n}
+        done = {s: pts for s, pts in state.weak if s in reused}
+    starts = [s for s in _window_starts(n, w) if s not in reused]
+    if starts:
+        taus, _ = _first_candidates(z, starts, w, st.min_size)
+        s0 = np.asarray(starts)
+        pv = _ttest_many(cs, cs2, s0, s0 + taus, s0 + w)
+        for start in s0[pv < st.first_pass_alpha]:  # only such windows can hold change points: search them
+            done[int(start)] = tuple(_window_points(z, cs, cs2, int(start), int(start) + w, st))
+    weak = sorted({i for pts in done.values() for i in pts})
+    keep = tuple(sorted((s, pts) for s, pts in done.items() if s in grid and pts))
+    return weak, SplitState(n=n, window=st.window, weak=keep)
 
 
 def _ttest_many(cs: np.ndarray, cs2: np.ndarray, p: np.ndarray, tau: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -322,18 +344,28 @@ def _merge(cs: np.ndarray, cs2: np.ndarray, n: int, points: list[int], st: Setti
 def detect(values: Sequence[float] | np.ndarray, settings: Settings | None = None) -> list[ChangePoint]:
     """Change points of one series of positive values (seconds) in order; indices into ``values``.
     Non-positive or non-finite values are a ValueError: the caller drops failed runs first."""
+    return detect_with_state(values, settings)[0]
+
+
+def detect_with_state(values: Sequence[float] | np.ndarray, settings: Settings | None = None,
+                      state: SplitState | None = None) -> tuple[list[ChangePoint], SplitState]:
+    """:func:`detect`, reusing the split pass of an earlier analysis of the same series' first
+    ``state.n`` values (only valid when those values are unchanged); returns the state for next time.
+    The result is the same as a fresh analysis: the merge pass always runs over every weak point."""
     st = settings or Settings()
     st.check()
     x = np.asarray(values, dtype=np.float64)
     if x.size and not (np.all(np.isfinite(x)) and np.all(x > 0)):
         raise ValueError("change points need positive, finite values")
     if x.size < 2 * st.min_size:
-        return []
-    z = np.log(x)
-    z = z - z.mean()  # centred: the prefix sums of z^2 keep their precision
+        return [], SplitState(n=int(x.size), window=st.window)
+    # relative to the first value (not the mean): a grown series keeps the same numbers for its old
+    # windows; both the divergence and the t-test are blind to a shift
+    z = np.log(x) - math.log(x[0])
     cs = np.concatenate([[0.0], np.cumsum(z)])
     cs2 = np.concatenate([[0.0], np.cumsum(z * z)])
-    return _merge(cs, cs2, z.size, _split(z, cs, cs2, st), st)
+    weak, new_state = _split(z, cs, cs2, st, state)
+    return _merge(cs, cs2, z.size, weak, st), new_state
 
 
 @dataclass(frozen=True)
@@ -346,21 +378,26 @@ class GroupChangePoint:
 
 
 def detect_by_group(values: Sequence[float] | np.ndarray, groups: Sequence[Hashable] | np.ndarray,
-                    settings: Settings | None = None) -> list[GroupChangePoint]:
+                    settings: Settings | None = None, states: dict[Hashable, SplitState] | None = None
+                    ) -> tuple[list[GroupChangePoint], dict[Hashable, SplitState]]:
     """Change points of a series whose points belong to groups (machine fingerprints): each group's
     points, in order, form their own series, so a change of group is never a change point. Indices are
-    positions in the full series (the first point of the group after the change)."""
+    positions in the full series (the first point of the group after the change). ``states``: each
+    group's split state from an earlier analysis of a prefix of this series (see detect_with_state);
+    the new states are returned."""
     x = np.asarray(values, dtype=np.float64)
     g = np.asarray(groups, dtype=object) if not isinstance(groups, np.ndarray) else groups
     if g.shape != x.shape:
         raise ValueError("one group per value")
     out: list[GroupChangePoint] = []
+    new_states: dict[Hashable, SplitState] = {}
     for u in dict.fromkeys(g.tolist()):  # groups in order of first appearance
         idx = np.flatnonzero(g == u)
-        for cp in detect(x[idx], settings):
+        cps, new_states[u] = detect_with_state(x[idx], settings, (states or {}).get(u))
+        for cp in cps:
             out.append(GroupChangePoint(group=u, index=int(idx[cp.index]), point=cp))
     out.sort(key=lambda c: c.index)
-    return out
+    return out, new_states
 
 
 def segments(n: int, points: Sequence[int]) -> list[tuple[int, int]]:

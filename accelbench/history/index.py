@@ -14,8 +14,9 @@ Tables (INDEX_VERSION 1):
   runs(run_dir, stamp, run_id, suite, started_at, git_commit, git_dirty, machine, status, error)
   cases(run_dir, case_id, suite, workload, name, backend, status, definition_hash,
         median_s, min_s, ci_low_s, ci_high_s, n)
-  cp_cache(key, result)       change points of a series, keyed by a hash of its values, machines and
-                              the settings (history.analysis.cached_changes)
+  cp_series(key, digest, n, state, result)
+                              per series (case, metric, settings): a digest of its values and machines,
+                              its length, the split state and its change points (analysis.cached_changes)
 ``machine`` is :func:`compare.machine_fingerprint` of the run's environment: two runs share it exactly
 when ``compare.machine_diff`` finds no difference between them.
 """
@@ -46,7 +47,9 @@ CREATE TABLE IF NOT EXISTS runs (run_dir VARCHAR PRIMARY KEY, stamp VARCHAR, run
 CREATE TABLE IF NOT EXISTS cases (run_dir VARCHAR, case_id VARCHAR, suite VARCHAR, workload VARCHAR,
     name VARCHAR, backend VARCHAR, status VARCHAR, definition_hash VARCHAR, median_s DOUBLE, min_s DOUBLE,
     ci_low_s DOUBLE, ci_high_s DOUBLE, n INTEGER);
-CREATE TABLE IF NOT EXISTS cp_cache (key VARCHAR PRIMARY KEY, result VARCHAR);
+DROP TABLE IF EXISTS cp_cache;
+CREATE TABLE IF NOT EXISTS cp_series (key VARCHAR PRIMARY KEY, digest VARCHAR, n INTEGER, state VARCHAR,
+    result VARCHAR);
 """
 CASE_COLUMNS = ("run_dir", "case_id", "suite", "workload", "name", "backend", "status", "definition_hash",
                 "median_s", "min_s", "ci_low_s", "ci_high_s", "n")
@@ -299,31 +302,32 @@ class Index:
 
     # -------------------------------------------------------------- change-point cache
 
-    def cached(self, keys: list[str]) -> dict[str, str]:
+    def cached(self, keys: list[str]) -> dict[str, tuple[str, int, str, str]]:
+        """key -> (digest, n, state, result) of the cached series among ``keys``."""
         if not keys:
             return {}
         self.con.register("wanted", pd.DataFrame({"key": keys}))
         try:
-            return dict(self.con.execute("SELECT c.key, c.result FROM cp_cache c JOIN wanted USING (key)").fetchall())
+            rows = self.con.execute("SELECT c.key, c.digest, c.n, c.state, c.result FROM cp_series c "
+                                    "JOIN wanted USING (key)").fetchall()
         finally:
             self.con.unregister("wanted")
+        return {r[0]: (str(r[1]), int(r[2]), str(r[3]), str(r[4])) for r in rows}
 
-    def store_cached(self, new: dict[str, str], keep: set[str]) -> None:
-        """Add ``new`` results; when the cache has grown to many times what one query uses, keep only
-        ``keep`` (the keys of this query) and the new ones."""
+    def store_cached(self, new: dict[str, tuple[str, int, str, str]], keep: set[str]) -> None:
+        """Add or replace ``new`` rows; when the cache has grown to many times what one query uses, keep
+        only ``keep`` (the keys of this query)."""
         if new:
-            self._insert_or_replace(new)
-        (size,) = self.con.execute("SELECT count(*) FROM cp_cache").fetchone() or (0,)
+            df = pd.DataFrame([(k, *v) for k, v in new.items()], columns=["key", "digest", "n", "state", "result"])
+            self.con.register("fresh", df)
+            try:
+                self.con.execute("INSERT OR REPLACE INTO cp_series SELECT key, digest, n, state, result FROM fresh")
+            finally:
+                self.con.unregister("fresh")
+        (size,) = self.con.execute("SELECT count(*) FROM cp_series").fetchone() or (0,)
         if size > 4 * max(len(keep), 1000):
             self.con.register("kept", pd.DataFrame({"key": sorted(keep | set(new))}))
             try:
-                self.con.execute("DELETE FROM cp_cache WHERE key NOT IN (SELECT key FROM kept)")
+                self.con.execute("DELETE FROM cp_series WHERE key NOT IN (SELECT key FROM kept)")
             finally:
                 self.con.unregister("kept")
-
-    def _insert_or_replace(self, new: dict[str, str]) -> None:
-        self.con.register("fresh", pd.DataFrame({"key": list(new), "result": list(new.values())}))
-        try:
-            self.con.execute("INSERT OR REPLACE INTO cp_cache SELECT key, result FROM fresh")
-        finally:
-            self.con.unregister("fresh")
