@@ -27,7 +27,8 @@ def make_runs(root: Path, n: int, start: int = 0, suite: str = "syn") -> list[Pa
 
 def snapshot(ix: Index) -> tuple[list[tuple], list[tuple]]:
     runs = sorted(ix.con.execute("SELECT run_dir, run_id, suite, machine, error FROM runs").fetchall())
-    cases = sorted(ix.con.execute("SELECT run_dir, case_id, median_s, min_s, ci_low_s, n FROM cases").fetchall())
+    cases = sorted(ix.con.execute("SELECT r.run_dir, k.case_id, c.median_s, c.min_s, c.ci_low_s, c.n FROM cases c "
+                                  "JOIN runs r USING (rid) JOIN case_keys k USING (cid)").fetchall())
     return runs, cases
 
 
@@ -73,7 +74,7 @@ def test_an_index_from_a_newer_version_is_rebuilt_with_one_line(tmp_path: Path):
         ix.update()
         before = snapshot(ix)
     con = duckdb.connect(str(tmp_path / INDEX_FILE))
-    con.execute("UPDATE meta SET value = '99' WHERE key = 'version'")
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'version'")  # as a future accelbench would
     con.execute("CREATE TABLE from_the_future (x INTEGER)")
     con.close()
     with Index(tmp_path) as ix:
@@ -123,11 +124,12 @@ def test_runs_of_different_suites_keep_their_own_cases(tmp_path: Path):
     with Index(tmp_path) as ix:
         ix.update()
         runs = ix.runs()
-        names, pts = ix.cases({d: i for i, d in enumerate(runs["run_dir"])})
+        names, pts = ix.cases({int(r): i for i, r in enumerate(runs["rid"])})
         assert sorted(names["case_id"]) == sorted(f'{s}/{w}/{{"n":1}}@cpu' for s in ("one", "two")
                                                    for w in ("w_a", "w_b"))
         counts = np.bincount(pts["cid"])
         assert sorted(counts.tolist()) == [2, 2, 3, 3]
+        assert (np.diff(pts["cid"]) >= 0).all() and len(set(zip(pts["cid"], pts["pos"], strict=True))) == 10
 
 
 def test_not_a_folder(tmp_path: Path):

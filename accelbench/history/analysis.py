@@ -202,17 +202,17 @@ def load_history(roots: list[Path], metric: str = "median", since: str | None = 
         order, ordered_by = order_runs(runs_df, repo) if len(runs_df) else ([], "time")
         runs_df = runs_df.iloc[order].reset_index(drop=True)
         root_text = [str(r) for r in roots]
+        cols = [runs_df[c].tolist() if len(runs_df) else [] for c in
+                ("run_id", "root", "run_dir", "suite", "started_at", "git_commit", "git_dirty", "machine")]
         runs = [HistoryRun(run_id=str(rid), run_dir=os.path.join(root_text[int(ri)], str(rd)), suite=str(su),
-                           started_at=str(sa), commit=None if pd.isna(gc) else str(gc),
-                           dirty=None if pd.isna(gd) else bool(gd), machine=str(m))
-                for rid, ri, rd, su, sa, gc, gd, m in zip(
-                    runs_df["run_id"], runs_df["root"], runs_df["run_dir"], runs_df["suite"], runs_df["started_at"],
-                    runs_df["git_commit"], runs_df["git_dirty"], runs_df["machine"], strict=True)] if len(runs_df) else []
+                           started_at=str(sa), commit=gc if isinstance(gc, str) else None,
+                           dirty=None if gd is None or pd.isna(gd) else bool(gd), machine=str(m))
+                for rid, ri, rd, su, sa, gc, gd, m in zip(*cols, strict=True)]
         machines = np.asarray([r.machine for r in runs], dtype=object)
         series: list[Series] = []
         for i, ix in enumerate(indexes):
             sub = runs_df[runs_df["root"] == i]
-            positions = {str(d): int(p) for d, p in zip(sub["run_dir"], sub.index, strict=True)}
+            positions = {int(r): int(p) for r, p in zip(sub["rid"], sub.index, strict=True)}
             if positions:
                 series += _series(ix, positions, case, metric, machines)
         if len(roots) > 1:
@@ -228,10 +228,10 @@ def load_history(roots: list[Path], metric: str = "median", since: str | None = 
                    settings=st)
 
 
-def _series(ix: Index, positions: dict[str, int], case: str | None, metric: str, machines: np.ndarray
+def _series(ix: Index, positions: dict[int, int], case: str | None, metric: str, machines: np.ndarray
             ) -> list[Series]:
     names, pts = ix.cases(positions, case)
-    if not len(names):
+    if not len(names) or not pts["cid"].size:
         return []
     cid = pts["cid"]
     bounds = np.flatnonzero(np.diff(cid)) + 1
@@ -239,16 +239,15 @@ def _series(ix: Index, positions: dict[str, int], case: str | None, metric: str,
     ends = np.concatenate([bounds, [cid.size]])
     col = "median_s" if metric == "median" else "min_s"
     out = []
-    for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
+    for a, b in zip(starts, ends, strict=True):
         pos = pts["pos"][a:b].astype(np.int64)
         val = pts[col][a:b].astype(np.float64)
         ok = np.isfinite(val) & (val > 0)
-        row = names.iloc[int(cid[a])]
+        row = names.loc[int(cid[a])]
         out.append(Series(case=str(row.case_id), name=str(row["name"]), workload=str(row.workload),
                           backend=str(row.backend), pos=pos[ok], value=val[ok],
                           ci_low=pts["ci_low_s"][a:b][ok].astype(np.float64),
                           ci_high=pts["ci_high_s"][a:b][ok].astype(np.float64), machine=machines[pos[ok]]))
-        del k
     return out
 
 

@@ -9,11 +9,11 @@ Incremental: a run is (re)read only when its directory is new or the size or mti
 cases.jsonl changed; runs whose directory disappeared are dropped. A run that cannot be read is recorded
 with its reason (and listed by every query) and re-read only when its files change.
 
-Tables (INDEX_VERSION 1):
+Tables (INDEX_VERSION 2; version 1 stored names in every case row, too slow at a million rows):
   meta(key, value)            version
-  runs(run_dir, stamp, run_id, suite, started_at, git_commit, git_dirty, machine, status, error)
-  cases(run_dir, case_id, suite, workload, name, backend, status, definition_hash,
-        median_s, min_s, ci_low_s, ci_high_s, n)
+  runs(rid, run_dir, stamp, run_id, suite, started_at, git_commit, git_dirty, machine, status, error)
+  case_keys(cid, case_id, suite, workload, name, backend)      one row per case identity (CaseRecord.key)
+  cases(rid, cid, status, definition_hash, median_s, min_s, ci_low_s, ci_high_s, n)
   cp_series(key, digest, n, state, result)
                               per series (case, metric, settings): a digest of its values and machines,
                               its length, the split state and its change points (analysis.cached_changes)
@@ -37,23 +37,23 @@ from ..compare import machine_fingerprint
 from ..errors import ResultsError
 from ..results import CASES_FILE, RUN_FILE, CaseRecord, RunRecord, read_run
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 INDEX_FILE = ".accelbench-history.duckdb"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
-CREATE TABLE IF NOT EXISTS runs (run_dir VARCHAR PRIMARY KEY, stamp VARCHAR, run_id VARCHAR, suite VARCHAR,
-    started_at VARCHAR, git_commit VARCHAR, git_dirty BOOLEAN, machine VARCHAR, status VARCHAR, error VARCHAR);
-CREATE TABLE IF NOT EXISTS cases (run_dir VARCHAR, case_id VARCHAR, suite VARCHAR, workload VARCHAR,
-    name VARCHAR, backend VARCHAR, status VARCHAR, definition_hash VARCHAR, median_s DOUBLE, min_s DOUBLE,
-    ci_low_s DOUBLE, ci_high_s DOUBLE, n INTEGER);
-DROP TABLE IF EXISTS cp_cache;
+CREATE TABLE IF NOT EXISTS runs (rid INTEGER PRIMARY KEY, run_dir VARCHAR UNIQUE, stamp VARCHAR, run_id VARCHAR,
+    suite VARCHAR, started_at VARCHAR, git_commit VARCHAR, git_dirty BOOLEAN, machine VARCHAR, status VARCHAR,
+    error VARCHAR);
+CREATE TABLE IF NOT EXISTS case_keys (cid INTEGER PRIMARY KEY, case_id VARCHAR UNIQUE, suite VARCHAR,
+    workload VARCHAR, name VARCHAR, backend VARCHAR);
+CREATE TABLE IF NOT EXISTS cases (rid INTEGER, cid INTEGER, status VARCHAR, definition_hash VARCHAR,
+    median_s DOUBLE, min_s DOUBLE, ci_low_s DOUBLE, ci_high_s DOUBLE, n INTEGER);
 CREATE TABLE IF NOT EXISTS cp_series (key VARCHAR PRIMARY KEY, digest VARCHAR, n INTEGER, state VARCHAR,
     result VARCHAR);
 """
-CASE_COLUMNS = ("run_dir", "case_id", "suite", "workload", "name", "backend", "status", "definition_hash",
-                "median_s", "min_s", "ci_low_s", "ci_high_s", "n")
-RUN_COLUMNS = ("run_dir", "stamp", "run_id", "suite", "started_at", "git_commit", "git_dirty", "machine",
+CASE_COLUMNS = ("rid", "cid", "status", "definition_hash", "median_s", "min_s", "ci_low_s", "ci_high_s", "n")
+RUN_COLUMNS = ("rid", "run_dir", "stamp", "run_id", "suite", "started_at", "git_commit", "git_dirty", "machine",
                "status", "error")
 
 
@@ -74,7 +74,8 @@ class UpdateReport:
     notes: list[str] = field(default_factory=list)  # e.g. "index rebuilt: ..."
 
 
-def _stamp(d: str) -> str:
+def _stamp(d: str) -> str | None:
+    """mtime and size of run.json and cases.jsonl; None when neither exists (not a run directory)."""
     parts = []
     for name in (RUN_FILE, CASES_FILE):
         try:
@@ -82,43 +83,44 @@ def _stamp(d: str) -> str:
             parts.append(f"{st.st_mtime_ns}:{st.st_size}")
         except OSError:
             parts.append("-")
-    return "|".join(parts)
+    return None if parts == ["-", "-"] else "|".join(parts)
 
 
-def run_dirs(root: Path) -> list[Path]:
-    """The run directories directly under ``root`` (those holding a run.json or a cases.jsonl)."""
+def run_dirs(root: Path) -> dict[str, str]:
+    """The run directories directly under ``root`` (those holding a run.json or a cases.jsonl): name ->
+    the stamp of their files."""
     try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
+        entries = list(os.scandir(root))
     except OSError as err:
         raise ResultsError(f"{root}: cannot list: {err.strerror}") from None
-    out = []
+    out = {}
     for e in entries:
-        if e.is_dir() and not e.name.startswith(".") and (
-                os.path.exists(os.path.join(e.path, RUN_FILE)) or os.path.exists(os.path.join(e.path, CASES_FILE))):
-            out.append(Path(e.path))
-    return out
+        if not e.name.startswith(".") and e.is_dir():
+            st = _stamp(e.path)
+            if st is not None:
+                out[e.name] = st
+    return dict(sorted(out.items()))
 
 
-def _case_row(run_dir: str, c: CaseRecord) -> tuple[Any, ...]:
+def _case_row(rid: int, cid: int, c: CaseRecord) -> tuple[Any, ...]:
     s = c.timing.summary if c.timing else {}
 
     def num(k: str) -> float | None:
         v = s.get(k)
         return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
-    key = c.key  # the case's identity, parsed once from the stored id (a malformed id: ValueError)
     n = s.get("n")
-    return (run_dir, key.id, c.suite, c.workload, c.name, c.backend, c.status, c.definition_hash,
-            num("median"), num("min"), num("ci_low"), num("ci_high"), int(n) if isinstance(n, (int, float)) else None)
+    return (rid, cid, c.status, c.definition_hash, num("median"), num("min"), num("ci_low"), num("ci_high"),
+            int(n) if isinstance(n, (int, float)) else None)
 
 
-def _run_row(run_dir: str, stamp: str, run: RunRecord | None, error: str | None) -> tuple[Any, ...]:
+def _run_row(rid: int, run_dir: str, stamp: str, run: RunRecord | None, error: str | None) -> tuple[Any, ...]:
     if run is None:
-        return (run_dir, stamp, None, None, None, None, None, None, None, error)
+        return (rid, run_dir, stamp, None, None, None, None, None, None, None, error)
     g = run.git or {}
-    return (run_dir, stamp, run.run_id, run.suite, run.started_at, str(g["commit"]) if g.get("commit") else None,
-            bool(g.get("dirty")) if "dirty" in g else None, machine_fingerprint(run.environment or {}), run.status,
-            None)
+    return (rid, run_dir, stamp, run.run_id, run.suite, run.started_at,
+            str(g["commit"]) if g.get("commit") else None, bool(g.get("dirty")) if "dirty" in g else None,
+            machine_fingerprint(run.environment or {}), run.status, None)
 
 
 class Index:
@@ -197,35 +199,47 @@ class Index:
     def update(self) -> UpdateReport:
         """Read new and changed runs, drop vanished ones; returns what was done and what was skipped."""
         rep = UpdateReport(notes=list(self.notes))
-        known = dict(self.con.execute("SELECT run_dir, stamp FROM runs").fetchall())
-        present: dict[str, Path] = {d.name: d for d in run_dirs(self.root)}
-        gone = [k for k in known if k not in present]
-        todo: list[tuple[str, Path, str]] = []
-        for name, d in present.items():
-            st = _stamp(str(d))
-            if known.get(name) == st:
+        known = {d: (st, rid) for rid, d, st in self.con.execute("SELECT rid, run_dir, stamp FROM runs").fetchall()}
+        present = run_dirs(self.root)
+        gone = [known[k][1] for k in known if k not in present]
+        todo: list[tuple[str, str]] = []
+        for name, st in present.items():
+            if name in known and known[name][0] == st:
                 rep.unchanged += 1
             else:
-                todo.append((name, d, st))
+                todo.append((name, st))
+        (next_rid,) = self.con.execute("SELECT coalesce(max(rid), -1) + 1 FROM runs").fetchone() or (0,)
+        cids: dict[str, int] = dict(self.con.execute("SELECT case_id, cid FROM case_keys").fetchall())
+        new_keys: list[tuple[Any, ...]] = []
         run_rows: list[tuple[Any, ...]] = []
         case_rows: list[tuple[Any, ...]] = []
-        for name, d, st in todo:
+        for name, st in todo:
+            rid = next_rid
+            next_rid += 1
+            d = self.root / name
             try:
                 run, cases = read_run(d)
-                rows = [_case_row(name, c) for c in cases]
+                keyed = [(c.key, c) for c in cases]  # the case's identity (a malformed id: ValueError)
             except ResultsError as e:
-                run_rows.append(_run_row(name, st, None, str(e)))
-            except ValueError as e:  # a record whose case id is not one (identity.CaseKey.parse)
-                run_rows.append(_run_row(name, st, None, f"{d / CASES_FILE}: {e}"))
+                run_rows.append(_run_row(rid, name, st, None, str(e)))
+            except ValueError as e:
+                run_rows.append(_run_row(rid, name, st, None, f"{d / CASES_FILE}: {e}"))
             else:
-                run_rows.append(_run_row(name, st, run, None))
-                case_rows.extend(rows)
+                run_rows.append(_run_row(rid, name, st, run, None))
+                for key, c in keyed:
+                    cid = cids.get(key.id)
+                    if cid is None:
+                        cid = cids[key.id] = len(cids)
+                        new_keys.append((cid, key.id, key.suite, key.workload, c.name, key.backend))
+                    case_rows.append(_case_row(rid, cid, c))
             rep.read += 1
-        stale = gone + [t[0] for t in todo if t[0] in known]
+        stale = gone + [known[t[0]][1] for t in todo if t[0] in known]
         self.con.execute("BEGIN TRANSACTION")
         try:
             if stale:
                 self._delete(stale)
+            if new_keys:
+                self._insert("case_keys", ("cid", "case_id", "suite", "workload", "name", "backend"), new_keys)
             if run_rows:
                 self._insert("runs", RUN_COLUMNS, run_rows)
             if case_rows:
@@ -240,12 +254,11 @@ class Index:
                        .fetchall()]
         return rep
 
-    def _delete(self, names: list[str]) -> None:
-        df = pd.DataFrame({"run_dir": names})
-        self.con.register("stale_runs", df)
+    def _delete(self, rids: list[int]) -> None:
+        self.con.register("stale_runs", pd.DataFrame({"rid": np.asarray(rids, dtype=np.int64)}))
         try:
-            self.con.execute("DELETE FROM cases WHERE run_dir IN (SELECT run_dir FROM stale_runs)")
-            self.con.execute("DELETE FROM runs WHERE run_dir IN (SELECT run_dir FROM stale_runs)")
+            self.con.execute("DELETE FROM cases WHERE rid IN (SELECT rid FROM stale_runs)")
+            self.con.execute("DELETE FROM runs WHERE rid IN (SELECT rid FROM stale_runs)")
         finally:
             self.con.unregister("stale_runs")
 
@@ -265,40 +278,42 @@ class Index:
     # -------------------------------------------------------------- reading
 
     def runs(self) -> pd.DataFrame:
-        """Readable runs: run_dir (relative to the root), run_id, suite, started_at, git_commit, git_dirty,
-        machine, status."""
+        """Readable runs: rid, run_dir (relative to the root), run_id, suite, started_at, git_commit,
+        git_dirty, machine, status."""
         df: pd.DataFrame = self.con.execute(
-            "SELECT run_dir, run_id, suite, started_at, git_commit, git_dirty, machine, status "
+            "SELECT rid, run_dir, run_id, suite, started_at, git_commit, git_dirty, machine, status "
             "FROM runs WHERE error IS NULL ORDER BY run_dir").df()
         return df
 
-    def cases(self, positions: dict[str, int], case_text: str | None = None
+    def cases(self, positions: dict[int, int], case_text: str | None = None
               ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-        """Successful timed cases (status ok, a positive median) of the runs in ``positions`` (run_dir ->
-        the run's place in the history's order). Returns the cases (case_id, workload, name, backend; row
-        ``cid`` of the points) and the points sorted by (cid, pos): cid, pos, median_s, min_s, ci_low_s,
-        ci_high_s, n. Grouping and sorting happen in DuckDB, so a million points cross as numbers."""
-        pos = pd.DataFrame({"run_dir": list(positions), "pos": np.fromiter(positions.values(), dtype=np.int64,
-                                                                           count=len(positions))})
-        where = "c.status = 'ok' AND c.median_s > 0"
-        args: list[Any] = []
+        """Successful timed cases (status ok, a positive median) of the runs in ``positions`` (rid -> the
+        run's place in the history's order). Returns the case identities (cid, case_id, workload, name,
+        backend) and the points sorted by (cid, pos): cid, pos, median_s, min_s, ci_low_s, ci_high_s, n.
+        The points cross as numbers; names are joined in from the (small) case_keys table."""
+        where, args = "", []
         if case_text:
-            where += " AND (strpos(lower(c.case_id), lower(?)) > 0 OR strpos(lower(c.name), lower(?)) > 0)"
-            args += [case_text, case_text]
-        sel = f"SELECT c.*, p.pos FROM cases c JOIN positions p USING (run_dir) WHERE {where}"
-        self.con.register("positions", pos)
-        try:
-            names: pd.DataFrame = self.con.execute(
-                f"WITH sel AS ({sel}) SELECT case_id, any_value(workload) AS workload, arg_max(name, pos) AS name, "
-                f"any_value(backend) AS backend FROM sel GROUP BY case_id ORDER BY case_id", args).df()
-            raw = self.con.execute(
-                f"WITH sel AS ({sel}) SELECT (dense_rank() OVER (ORDER BY case_id)) - 1 AS cid, pos, median_s, "
-                f"min_s, ci_low_s, ci_high_s, coalesce(n, 0) AS n FROM sel ORDER BY cid, pos", args).fetchnumpy()
-        finally:
-            self.con.unregister("positions")
+            where = " WHERE strpos(lower(case_id), lower(?)) > 0 OR strpos(lower(name), lower(?)) > 0"
+            args = [case_text, case_text]
+        names: pd.DataFrame = self.con.execute(
+            f"SELECT cid, case_id, workload, name, backend FROM case_keys{where} ORDER BY cid", args).df()
+        raw = self.con.execute("SELECT rid, cid, median_s, min_s, ci_low_s, ci_high_s, coalesce(n, 0) AS n "
+                               "FROM cases WHERE status = 'ok' AND median_s > 0").fetchnumpy()
         pts = {k: (np.ma.filled(v, np.nan) if isinstance(v, np.ma.MaskedArray) else np.asarray(v))
                for k, v in raw.items()}
-        return names, pts
+        rid = pts.pop("rid").astype(np.int64)
+        lut = np.full(int(rid.max()) + 1 if rid.size else 1, -1, dtype=np.int64)
+        for r, p in positions.items():
+            if r < lut.size:
+                lut[r] = p
+        pos = lut[rid] if rid.size else rid
+        wanted = np.zeros(int(max(names["cid"].max(), pts["cid"].max(initial=0))) + 1 if len(names) else 1, bool)
+        wanted[names["cid"].to_numpy(dtype=np.int64)] = True
+        keep = (pos >= 0) & wanted[pts["cid"].astype(np.int64)]
+        order = np.lexsort((pos[keep], pts["cid"][keep]))
+        out = {k: v[keep][order] for k, v in pts.items()}
+        out["pos"] = pos[keep][order]
+        return names.set_index("cid", drop=False), out
 
     # -------------------------------------------------------------- change-point cache
 
