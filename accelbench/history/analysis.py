@@ -86,6 +86,7 @@ class Series:
     ci_high: np.ndarray
     machine: np.ndarray  # the run's machine fingerprint per point
     changes: list[Change] = field(default_factory=list)
+    machine_code: np.ndarray | None = None  # per point: an index into History's machine names (hashing)
 
     def stable_segment(self, machine: str) -> np.ndarray:
         """Indices (into this series) of the points on ``machine`` since its last change point."""
@@ -209,15 +210,18 @@ def load_history(roots: list[Path], metric: str = "median", since: str | None = 
                            dirty=None if gd is None or pd.isna(gd) else bool(gd), machine=str(m))
                 for rid, ri, rd, su, sa, gc, gd, m in zip(*cols, strict=True)]
         machines = np.asarray([r.machine for r in runs], dtype=object)
+        names = list(dict.fromkeys(r.machine for r in runs))
+        code_of = {m: i for i, m in enumerate(names)}
+        codes = np.asarray([code_of[r.machine] for r in runs], dtype=np.int32)
         series: list[Series] = []
         for i, ix in enumerate(indexes):
             sub = runs_df[runs_df["root"] == i]
             positions = {int(r): int(p) for r, p in zip(sub["rid"], sub.index, strict=True)}
             if positions:
-                series += _series(ix, positions, case, metric, machines)
+                series += _series(ix, positions, case, metric, machines, codes)
         if len(roots) > 1:
             series = _merge_roots(series)
-        found = cached_changes(indexes[0], series, st, metric)
+        found = cached_changes(indexes[0], series, st, metric, names)
         for s, cps in zip(series, found, strict=True):
             s.changes = _changes(s, runs, cps)
     finally:
@@ -228,26 +232,25 @@ def load_history(roots: list[Path], metric: str = "median", since: str | None = 
                    settings=st)
 
 
-def _series(ix: Index, positions: dict[int, int], case: str | None, metric: str, machines: np.ndarray
-            ) -> list[Series]:
-    names, pts = ix.cases(positions, case)
+def _series(ix: Index, positions: dict[int, int], case: str | None, metric: str, machines: np.ndarray,
+            codes: np.ndarray) -> list[Series]:
+    names, pts = ix.cases(positions, case, metric)
     if not len(names) or not pts["cid"].size:
         return []
     cid = pts["cid"]
     bounds = np.flatnonzero(np.diff(cid)) + 1
     starts = np.concatenate([[0], bounds])
     ends = np.concatenate([bounds, [cid.size]])
-    col = "median_s" if metric == "median" else "min_s"
     out = []
     for a, b in zip(starts, ends, strict=True):
-        pos = pts["pos"][a:b].astype(np.int64)
-        val = pts[col][a:b].astype(np.float64)
+        pos = pts["pos"][a:b]
+        val = pts["value"][a:b]
         ok = np.isfinite(val) & (val > 0)
         row = names.loc[int(cid[a])]
         out.append(Series(case=str(row.case_id), name=str(row["name"]), workload=str(row.workload),
                           backend=str(row.backend), pos=pos[ok], value=val[ok],
-                          ci_low=pts["ci_low_s"][a:b][ok].astype(np.float64),
-                          ci_high=pts["ci_high_s"][a:b][ok].astype(np.float64), machine=machines[pos[ok]]))
+                          ci_low=pts["ci_low_s"][a:b][ok], ci_high=pts["ci_high_s"][a:b][ok],
+                          machine=machines[pos[ok]], machine_code=codes[pos[ok]]))
     return out
 
 
@@ -268,13 +271,19 @@ def _merge_roots(series: list[Series]) -> list[Series]:
                           value=np.concatenate([p.value for p in parts])[o],
                           ci_low=np.concatenate([p.ci_low for p in parts])[o],
                           ci_high=np.concatenate([p.ci_high for p in parts])[o],
-                          machine=np.concatenate([p.machine for p in parts])[o]))
+                          machine=np.concatenate([p.machine for p in parts])[o],
+                          machine_code=np.concatenate([p.machine_code for p in parts if p.machine_code is not None])[o]
+                          if all(p.machine_code is not None for p in parts) else None))
     return out
 
 
-def _digest(value: np.ndarray, machine: np.ndarray) -> str:
+def _digest(value: np.ndarray, code: np.ndarray, names: list[str]) -> str:
+    """A digest of a series' values and machines (``code`` indexes ``names``); independent of which
+    other machines the history holds."""
     h = hashlib.sha256(np.ascontiguousarray(value, dtype=np.float64).tobytes())
-    h.update("\0".join(map(str, machine.tolist())).encode())
+    used, local = np.unique(code, return_inverse=True)
+    h.update("\0".join(names[int(u)] for u in used).encode())
+    h.update(local.astype(np.int32).tobytes())
     return h.hexdigest()[:32]
 
 
@@ -287,7 +296,8 @@ def _state_load(text: str) -> dict[Any, SplitState]:
             for g, n, w, weak in json.loads(text)}
 
 
-def cached_changes(ix: Index, series: list[Series], st: Settings, metric: str) -> list[list[GroupChangePoint]]:
+def cached_changes(ix: Index, series: list[Series], st: Settings, metric: str, names: list[str]
+                   ) -> list[list[GroupChangePoint]]:
     """Change points of every series, through the index's cache: a series whose values and machines are
     unchanged is not analysed again; one that only grew (new runs at its end) reuses the split pass of
     its old windows (changepoints.SplitState); anything else is analysed afresh."""
@@ -296,14 +306,16 @@ def cached_changes(ix: Index, series: list[Series], st: Settings, metric: str) -
     out: list[list[GroupChangePoint]] = []
     new: dict[str, tuple[str, int, str, str]] = {}
     for s, k in zip(series, keys, strict=True):
-        digest = _digest(s.value, s.machine)
+        code = s.machine_code if s.machine_code is not None else np.asarray(
+            [names.index(str(m)) for m in s.machine], dtype=np.int32)
+        digest = _digest(s.value, code, names)
         row = known.get(k)
         if row is not None and row[0] == digest:
             out.append([GroupChangePoint(group=d["group"], index=d["index"], point=ChangePoint(**d["point"]))
                         for d in json.loads(row[3])])
             continue
         states = None
-        if row is not None and row[1] < s.value.size and _digest(s.value[:row[1]], s.machine[:row[1]]) == row[0]:
+        if row is not None and row[1] < s.value.size and _digest(s.value[:row[1]], code[:row[1]], names) == row[0]:
             states = _state_load(row[2])
         cps, new_states = detect_by_group(s.value, s.machine, st, states)
         out.append(cps)
@@ -315,11 +327,15 @@ def cached_changes(ix: Index, series: list[Series], st: Settings, metric: str) -
 
 def _changes(s: Series, runs: list[HistoryRun], found: list[GroupChangePoint]) -> list[Change]:
     out = []
+    members: dict[Any, np.ndarray] = {}
     for g in found:
         cp = g.point
         i = g.index
-        same = np.flatnonzero(s.machine[:i] == g.group)
-        prev = runs[int(s.pos[same[-1]])] if same.size else runs[int(s.pos[i])]
+        idx = members.get(g.group)
+        if idx is None:
+            idx = members[g.group] = np.flatnonzero(s.machine == g.group)
+        k = int(np.searchsorted(idx, i))
+        prev = runs[int(s.pos[idx[k - 1]])] if k > 0 else runs[int(s.pos[i])]
         r = runs[int(s.pos[i])]
         out.append(Change(case=s.case, name=s.name, workload=s.workload, backend=s.backend, position=int(s.pos[i]),
                           run_id=r.run_id, run_dir=r.run_dir, commit=r.commit, started_at=r.started_at,

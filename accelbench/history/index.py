@@ -74,12 +74,13 @@ class UpdateReport:
     notes: list[str] = field(default_factory=list)  # e.g. "index rebuilt: ..."
 
 
-def _stamp(d: str) -> str | None:
-    """mtime and size of run.json and cases.jsonl; None when neither exists (not a run directory)."""
+def _stamp(d: str, dir_fd: int | None = None) -> str | None:
+    """mtime and size of run.json and cases.jsonl of run directory ``d`` (relative to ``dir_fd`` when
+    given); None when neither exists (not a run directory)."""
     parts = []
     for name in (RUN_FILE, CASES_FILE):
         try:
-            st = os.stat(os.path.join(d, name))
+            st = os.stat(f"{d}/{name}", dir_fd=dir_fd)
             parts.append(f"{st.st_mtime_ns}:{st.st_size}")
         except OSError:
             parts.append("-")
@@ -90,15 +91,21 @@ def run_dirs(root: Path) -> dict[str, str]:
     """The run directories directly under ``root`` (those holding a run.json or a cases.jsonl): name ->
     the stamp of their files."""
     try:
-        entries = list(os.scandir(root))
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError as err:
         raise ResultsError(f"{root}: cannot list: {err.strerror}") from None
-    out = {}
-    for e in entries:
-        if not e.name.startswith(".") and e.is_dir():
-            st = _stamp(e.path)
-            if st is not None:
-                out[e.name] = st
+    try:
+        use_fd = fd if os.stat in os.supports_dir_fd else None
+        out = {}
+        for e in os.scandir(root):
+            if not e.name.startswith(".") and e.is_dir():
+                st = _stamp(e.name, use_fd) if use_fd is not None else _stamp(e.path)
+                if st is not None:
+                    out[e.name] = st
+    except OSError as err:
+        raise ResultsError(f"{root}: cannot list: {err.strerror}") from None
+    finally:
+        os.close(fd)
     return dict(sorted(out.items()))
 
 
@@ -285,22 +292,26 @@ class Index:
             "FROM runs WHERE error IS NULL ORDER BY run_dir").df()
         return df
 
-    def cases(self, positions: dict[int, int], case_text: str | None = None
+    def cases(self, positions: dict[int, int], case_text: str | None = None, metric: str = "median"
               ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         """Successful timed cases (status ok, a positive median) of the runs in ``positions`` (rid -> the
         run's place in the history's order). Returns the case identities (cid, case_id, workload, name,
-        backend) and the points sorted by (cid, pos): cid, pos, median_s, min_s, ci_low_s, ci_high_s, n.
-        The points cross as numbers; names are joined in from the (small) case_keys table."""
+        backend) and the points sorted by (cid, pos): cid, pos, value (``metric``: median_s or min_s),
+        ci_low_s, ci_high_s (NaN where absent). The points cross as numbers; names come from the (small)
+        case_keys table."""
+        if metric not in ("median", "min"):
+            raise ValueError(f"metric {metric!r}")
         where, args = "", []
         if case_text:
             where = " WHERE strpos(lower(case_id), lower(?)) > 0 OR strpos(lower(name), lower(?)) > 0"
             args = [case_text, case_text]
         names: pd.DataFrame = self.con.execute(
             f"SELECT cid, case_id, workload, name, backend FROM case_keys{where} ORDER BY cid", args).df()
-        raw = self.con.execute("SELECT rid, cid, median_s, min_s, ci_low_s, ci_high_s, coalesce(n, 0) AS n "
-                               "FROM cases WHERE status = 'ok' AND median_s > 0").fetchnumpy()
-        pts = {k: (np.ma.filled(v, np.nan) if isinstance(v, np.ma.MaskedArray) else np.asarray(v))
-               for k, v in raw.items()}
+        nan = "'nan'::DOUBLE"
+        raw = self.con.execute(f"SELECT rid, cid, coalesce({metric}_s, {nan}) AS value, coalesce(ci_low_s, {nan}) "
+                               f"AS ci_low_s, coalesce(ci_high_s, {nan}) AS ci_high_s FROM cases "
+                               f"WHERE status = 'ok' AND median_s > 0").fetchnumpy()
+        pts = {k: np.asarray(v) for k, v in raw.items()}
         rid = pts.pop("rid").astype(np.int64)
         lut = np.full(int(rid.max()) + 1 if rid.size else 1, -1, dtype=np.int64)
         for r, p in positions.items():
