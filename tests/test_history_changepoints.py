@@ -23,6 +23,7 @@ def test_a_planted_5pct_step_is_found_at_its_run(seed: int):
     assert 1.03 < c.ratio < 1.07 and c.ci_low < c.ratio < c.ci_high and c.p_value < 1e-3
     assert (c.n_before, c.n_after) == (20, 20)
     assert c.after / c.before == pytest.approx(c.ratio)
+    assert c.before == pytest.approx(1e-3, rel=0.01) and c.after == pytest.approx(1.05e-3, rel=0.01)  # seconds
 
 
 def test_two_steps_both_directions():

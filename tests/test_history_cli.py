@@ -46,6 +46,7 @@ def test_history_json_lists_the_planted_change_point(tmp_path: Path):
     c = cps[0]
     assert c["case"] == 'syn/w_a/{"n":1}@cpu' and c["run_id"] == ids[10] and c["previous_run_id"] == ids[9]
     assert 1.08 < c["ratio"] < 1.12 and c["p_value"] < 1e-3 and c["n_before"] == 10 and c["n_after"] == 10
+    assert c["before_s"] == pytest.approx(1e-3, rel=0.02) and c["after_s"] == pytest.approx(1.1e-3, rel=0.02)
 
 
 def test_history_table_names_cases_and_recent_changes(tmp_path: Path):

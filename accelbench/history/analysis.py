@@ -29,6 +29,7 @@ from .changepoints import ChangePoint, GroupChangePoint, Settings, SplitState, d
 from .index import Index, Skipped
 
 METRICS = ("median", "min")
+CACHE_VERSION = 2  # bump when changepoints' results for the same series change: cached ones are then ignored
 
 
 @dataclass(frozen=True)
@@ -301,7 +302,8 @@ def cached_changes(ix: Index, series: list[Series], st: Settings, metric: str, n
     """Change points of every series, through the index's cache: a series whose values and machines are
     unchanged is not analysed again; one that only grew (new runs at its end) reuses the split pass of
     its old windows (changepoints.SplitState); anything else is analysed afresh."""
-    keys = [hashlib.sha256(f"{s.case}\0{metric}\0{st!r}".encode()).hexdigest()[:32] for s in series]
+    keys = [hashlib.sha256(f"{CACHE_VERSION}\0{s.case}\0{metric}\0{st!r}".encode()).hexdigest()[:32]
+            for s in series]
     known = ix.cached(keys)
     out: list[list[GroupChangePoint]] = []
     new: dict[str, tuple[str, int, str, str]] = {}

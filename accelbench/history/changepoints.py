@@ -306,7 +306,9 @@ def _ttest_many(cs: np.ndarray, cs2: np.ndarray, p: np.ndarray, tau: np.ndarray,
     return np.where(se > 0, pv, np.where(np.abs(mr - ml) > 0, 0.0, 1.0))
 
 
-def _merge(cs: np.ndarray, cs2: np.ndarray, n: int, points: list[int], st: Settings) -> list[ChangePoint]:
+def _merge(cs: np.ndarray, cs2: np.ndarray, n: int, points: list[int], st: Settings, z0: float = 0.0
+           ) -> list[ChangePoint]:
+    """The merge pass; ``z0`` is the log the series was taken relative to (for before/after in its units)."""
     pts = list(points)
     min_log = math.log1p(st.min_change)
 
@@ -332,7 +334,7 @@ def _merge(cs: np.ndarray, cs2: np.ndarray, n: int, points: list[int], st: Setti
         pv, _, diff, half, ml, mr = cur[i]
         lo = pts[i - 1] if i > 0 else 0
         hi = pts[i + 1] if i + 1 < len(pts) else n
-        out.append(ChangePoint(index=tau, before=math.exp(ml), after=math.exp(mr), ratio=math.exp(diff),
+        out.append(ChangePoint(index=tau, before=math.exp(z0 + ml), after=math.exp(z0 + mr), ratio=math.exp(diff),
                                ci_low=math.exp(diff - half), ci_high=math.exp(diff + half), p_value=pv,
                                n_before=tau - lo, n_after=hi - tau))
     return out
@@ -361,11 +363,12 @@ def detect_with_state(values: Sequence[float] | np.ndarray, settings: Settings |
         return [], SplitState(n=int(x.size), window=st.window)
     # relative to the first value (not the mean): a grown series keeps the same numbers for its old
     # windows; both the divergence and the t-test are blind to a shift
-    z = np.log(x) - math.log(x[0])
+    z0 = math.log(x[0])
+    z = np.log(x) - z0
     cs = np.concatenate([[0.0], np.cumsum(z)])
     cs2 = np.concatenate([[0.0], np.cumsum(z * z)])
     weak, new_state = _split(z, cs, cs2, st, state)
-    return _merge(cs, cs2, z.size, weak, st), new_state
+    return _merge(cs, cs2, z.size, weak, st, z0), new_state
 
 
 @dataclass(frozen=True)
