@@ -5,7 +5,8 @@ real runner into their own results folder. The suite has ``--cases`` (default 4)
 "flat" cases, all of the ``history_probe`` workload below (gate_error_rates' probe: ``reps`` repetitions
 of a NumPy multiply on one float64 array). From run ``--step-at`` (default 20) on, the step cases do round(1.05 * reps) repetitions
 instead of reps (21 instead of 20: exactly 5% more of the same work on the same data), like a commit that
-makes the code slower; their parameters, hence their case identity and series, do not change. The flat
+makes the code slower (``--extra`` sets the fraction, default 0.05); their parameters, hence their case
+identity and series, do not change. The flat
 cases never change. Then `accelbench history` analyses the folder (default settings) and we count:
 
   found      step series with a change point at the step's run +- 1
@@ -70,16 +71,16 @@ def suite_text(cases: int, time_s: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def measure(root: Path, runs: int, step_at: int, cases: int, time_s: float) -> dict[str, Any]:
+def measure(root: Path, runs: int, step_at: int, cases: int, time_s: float, extra: float) -> dict[str, Any]:
     s = parse(suite_text(cases, time_s))
     opts = RunOptions(out=root, counters=False, argv=["history_real_runs"])
     t0 = time.perf_counter()
     loads = []
     for i in range(runs):
-        EXTRA["fraction"] = 0.05 if i >= step_at else 0.0
+        EXTRA["fraction"] = extra if i >= step_at else 0.0
         run_suite(s, opts)
         loads.append(os.getloadavg()[0])
-    return {"runs": runs, "step_at": step_at, "wall_s": round(time.perf_counter() - t0, 1),
+    return {"runs": runs, "step_at": step_at, "extra": extra, "wall_s": round(time.perf_counter() - t0, 1),
             "load_avg_mean": round(float(np.mean(loads)), 2), "load_avg_max": round(float(np.max(loads)), 2)}
 
 
@@ -114,6 +115,7 @@ def main() -> None:
     ap.add_argument("--step-at", type=int, default=20)
     ap.add_argument("--cases", type=int, default=4)
     ap.add_argument("--time", type=float, default=0.05, help="min_time_s per case")
+    ap.add_argument("--extra", type=float, default=0.05, help="the planted step: this fraction more repetitions")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep", type=Path, help="keep the results folders here (default: a temporary folder)")
     ap.add_argument("--analyse-only", action="store_true", help="re-analyse the folders under --keep")
@@ -125,9 +127,9 @@ def main() -> None:
         for b in range(a.batches):
             root = base / f"batch{b}"
             if a.analyse_only:
-                m = {"runs": a.runs, "step_at": a.step_at, "wall_s": None, "load_avg_mean": None, "load_avg_max": None}
+                m = {"runs": a.runs, "step_at": a.step_at, "extra": a.extra, "wall_s": None, "load_avg_mean": None, "load_avg_max": None}
             else:
-                m = measure(root, a.runs, a.step_at, a.cases, a.time)
+                m = measure(root, a.runs, a.step_at, a.cases, a.time, a.extra)
             for metric in ("median", "min"):
                 r = m | analyse(root, a.step_at, metric)
                 out.append(r)
