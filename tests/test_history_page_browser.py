@@ -16,7 +16,7 @@ from accelbench.cli import app
 from tests.history_runs import MACHINE_B, samples, stamp, write_run
 from tests.test_report_html_browser import assert_clean_and_drawn, browser, open_report  # noqa: F401
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # Chromium parses the inlined plotly.js: ~25 s here
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
