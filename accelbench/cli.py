@@ -288,6 +288,8 @@ def report(
                                                 "the default name); default reports/<suite>-<run-id>.html.",
                                                 show_default=False)] = None,
     title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
+    history: Annotated[bool, typer.Option("--history", help="RUNS are results folders: write the trend page "
+                                          "(a chart per case across all their runs, change points marked).")] = False,
 ) -> None:
     """Write one self-contained HTML report (charts, sortable tables, machines) that opens offline.
 
@@ -296,6 +298,11 @@ def report(
     from .report import html
     from .results import read_run_record, unfinished_note
 
+    if history:
+        from .history.page import write_page
+
+        out.print(f"history page written to {term(write_page(runs, output, title))}")
+        return
     _warn([w for r in runs if (w := unfinished_note(read_run_record(r)[1], r))])
     path = html.write_report(runs, output, title)
     out.print(f"report written to {term(path)}")
@@ -426,6 +433,9 @@ def gate(
                                         "the fingerprints differ (GPU, driver, CUDA, CPU, library versions).")] = False,
     markdown: MarkdownOpt = None,
     as_json: JsonOpt = False,
+    history: Annotated[bool, typer.Option("--history", help="BASE is a results folder: gate NEW against each "
+                                          "case's last stable segment (its runs on NEW's machine since the last "
+                                          "change point; see `accelbench history`).")] = False,
 ) -> None:
     """CI gate: exit 0 when no case regressed, 1 when one did (each named on one line), 2 on bad input.
 
@@ -435,8 +445,14 @@ def gate(
     from . import compare as cmp_mod
     from .report import markdown as md
 
-    res = cmp_mod.gate(base, new, _compare_options(threshold, alpha, metric, ignore_param),
-                       allow_different_machines=allow_different_machines)
+    if history:
+        from .history.gate import gate_history
+
+        res = gate_history(base, new, _compare_options(threshold, alpha, metric, ignore_param),
+                           allow_different_machines=allow_different_machines)
+    else:
+        res = cmp_mod.gate(base, new, _compare_options(threshold, alpha, metric, ignore_param),
+                           allow_different_machines=allow_different_machines)
     c = res.comparison
     _write_markdown(markdown, md.comparison(c))
     _warn(c.warnings)
@@ -535,3 +551,42 @@ def profile_cmd(
     out.print(render(res["result"], model, batch))
     for b, why in res["skipped"].items():
         out.print(f"[yellow]{b} skipped:[/] {term(why)}")
+
+# -- history (accelbench.history) --
+
+
+@app.command("history")
+@guarded
+def history_cmd(
+    results_dirs: Annotated[list[Path], typer.Argument(help="Results folders (each holding run directories); "
+                                                       "their runs form one history.", show_default=False)],
+    metric: Annotated[str, typer.Option("--metric", help="median or min (per run).")] = "median",
+    since: Annotated[str | None, typer.Option("--since", help="Only runs started on or after DATE "
+                                              "(YYYY-MM-DD or an ISO time).")] = None,
+    case: Annotated[str | None, typer.Option("--case", help="Only cases whose id or name contains TEXT.")] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level of a change point.")] = 0.001,
+    min_change: Annotated[str, typer.Option("--min-change", help="Smallest change reported, e.g. 2% "
+                                            "(default 0: any significant change).")] = "0",
+    repo: Annotated[Path, typer.Option("--repo", help="Git repository whose commit order orders the runs.")] = Path(),
+    as_json: JsonOpt = False,
+) -> None:
+    """Every case's series across the runs, its change points (where, by how much, p-value, the first run
+    after each) and the most recent changes. A change of machine is never a change point.
+
+    Example: accelbench history results/ --case gemm
+    """
+    from .compare import parse_fraction
+    from .history import terminal as ht
+    from .history.analysis import load_history
+    from .history.changepoints import Settings
+
+    st = Settings(alpha=alpha, min_change=parse_fraction(min_change) if min_change.strip() not in ("0", "0%") else 0.0)
+    h = load_history(results_dirs, metric=metric, since=since, case=case, settings=st, repo=repo)
+    for note in h.notes:
+        err.print(f"[yellow]note:[/] {term(note)}", soft_wrap=True)
+    for s in h.skipped:
+        err.print(f"[bold yellow]skipped:[/] {term(s.reason)}", soft_wrap=True)
+    if as_json:
+        _print_json(ht.as_json(h))
+    else:
+        ht.render(h, out)

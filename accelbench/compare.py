@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -558,6 +559,14 @@ def machine_diff(base_env: Mapping[str, Any], new_env: Mapping[str, Any]) -> lis
     return [EnvDiff(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+def machine_fingerprint(env: Mapping[str, Any]) -> str:
+    """A short hash of what :func:`machine_diff` compares: two fingerprints hash alike exactly when
+    machine_diff finds no difference between them (keys holding None count as absent, as there)."""
+    flat = {k: v for k, v in _flatten(env).items() if v is not None}
+    text = json.dumps(flat, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 # ---------------------------------------------------------------- comparing runs
 
 
@@ -688,8 +697,14 @@ def _interleave_session(run: RunRecord) -> str | None:
     return str(il.get("session")) if isinstance(il, dict) and il.get("session") else None
 
 
-def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = None) -> Comparison:
-    """Match every case of ``base`` and ``new`` and give each a verdict; nothing is dropped silently."""
+CaseStats = Callable[[str, "Side", "Side"], tuple[RatioCI, float, float, str]]
+
+
+def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = None,
+                 stats: CaseStats | None = None) -> Comparison:
+    """Match every case of ``base`` and ``new`` and give each a verdict; nothing is dropped silently.
+    ``stats(key, base_side, new_side)`` replaces :func:`case_stats` where the base is not one run (the
+    history gate: a segment of runs, one value per run)."""
     opts = opts or CompareOptions()
     opts.check()
     ign = tuple(opts.ignore_params)
@@ -751,7 +766,8 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
             continue
         cc.base_value_s, cc.new_value_s, cc.n_base, cc.n_new = sb.value, sn.value, sb.n, sn.n
         cc.floor_s = FLOOR_TICKS * max(sb.floor_s, sn.floor_s)
-        r, ps, pf, test = case_stats(sb, sn, opts.metric, opts.level, paired=paired, seed=_seed(key))
+        r, ps, pf, test = stats(key, sb, sn) if stats else case_stats(sb, sn, opts.metric, opts.level,
+                                                                      paired=paired, seed=_seed(key))
         cc.ratio, cc.ci_low, cc.ci_high, cc.ci_method, cc.test = r.ratio, r.ci_low, r.ci_high, r.method, test
         cc.p_slower, cc.p_faster = ps, pf
         tests.append((cc, ps, pf, r, sn.value - sb.value))
