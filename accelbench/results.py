@@ -474,6 +474,16 @@ def case_columns(run: RunRecord, c: CaseRecord) -> dict[str, Any]:
     return row
 
 
+class _SharedDict(dict[str, Any]):
+    """A dict that pandas' attribute propagation shares instead of copying: every derived frame, and each
+    row ``iterrows`` yields, deep-copied the run record (fingerprint and suite text) stored in
+    ``df.attrs``, which made a 10k-case report spend most of its time in ``copy.deepcopy``. Read it, do not
+    change it."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedDict:
+        return self
+
+
 def load(path: str | Path) -> pd.DataFrame:
     """Load a run (directory, run.json or cases.jsonl) as a DataFrame, one row per case."""
     run, cases = read_run(path)
@@ -481,5 +491,5 @@ def load(path: str | Path) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         df = pd.DataFrame(columns=["run_id", "suite", "case_id", "workload", "name", "backend", "status"])
-    df.attrs["run"] = run.model_dump(mode="json")
+    df.attrs["run"] = _SharedDict(run.model_dump(mode="json"))
     return df
