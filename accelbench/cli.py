@@ -94,6 +94,9 @@ def run(
     interleave: Annotated[bool, typer.Option("--interleave", help="With --baseline: re-measure the baseline's "
                                              "suite and this one alternately in one session.")] = False,
     rounds: Annotated[int, typer.Option("--rounds", help="Interleaved rounds per case.")] = 20,
+    isolate: Annotated[bool, typer.Option("--isolate", help="Measure each case in a spawned worker process: a "
+                                          "crash, an OOM kill or a hang in native code ends the worker, "
+                                          "not the run.")] = False,
 ) -> None:
     """Run every case of SUITE on the GPU (CuPy) and the CPU (NumPy), validate, time and report.
 
@@ -107,7 +110,7 @@ def run(
 
     s = suite_mod.load(suite)
     opts = RunOptions(backends=_backends(backend), filter=filter, quick=quick, out=out_dir,
-                      counters=not no_counters, argv=sys.argv, strict_backend=backend != "all")
+                      counters=not no_counters, argv=sys.argv, strict_backend=backend != "all", isolate=isolate)
     if baseline is not None or interleave:
         raise typer.Exit(_run_with_baseline(s, opts, baseline or "", interleave, rounds, as_json))
     progress = Progress(TextColumn("[bold]{task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
@@ -511,3 +514,17 @@ def profile_cmd(
     out.print(render(res["result"], model, batch))
     for b, why in res["skipped"].items():
         out.print(f"[yellow]{b} skipped:[/] {escape(why)}")
+
+# -- worker processes, isolation and A/B of two environments (accelbench.worker, accelbench.isolate,
+#    accelbench.ab) --
+
+
+@app.command("worker")
+def worker_cmd() -> None:
+    """Serve the worker protocol: case specs as JSON lines on stdin, records on stdout (docs/worker-protocol.md).
+
+    Started by `accelbench ab` and `run --isolate`; not meant to be typed. Logs go to stderr.
+    """
+    from .worker import serve
+
+    raise typer.Exit(serve())

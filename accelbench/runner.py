@@ -51,6 +51,7 @@ class RunOptions:
     counter_interval_s: float = 0.1
     argv: list[str] = field(default_factory=list)
     strict_backend: bool = False  # True when the user asked for a backend explicitly
+    isolate: bool = False  # measure each case in a spawned worker process (accelbench.isolate)
 
 
 @dataclass
@@ -251,6 +252,12 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
     except OSError as e:
         raise UsageError(f"{root}: cannot write results: {e.strerror}") from None
     sampler = CounterSampler(interval_s=opts.counter_interval_s, enabled=opts.counters)
+    executor = None
+    if opts.isolate:  # each case in a worker process; a crash or a hang in native code ends it, not the run
+        from .isolate import IsolatedExecutor
+
+        executor = IsolatedExecutor(suite, quick=opts.quick, counters=opts.counters)
+        run.options["isolate"] = True
     records: list[CaseRecord] = []
     status = "finished"
     try:
@@ -264,6 +271,8 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
             if not be.available:
                 rec = skipped_record(case, b, run.run_id, f"GPU unavailable: {be.reason}" if b == "gpu"
                                      else be.reason)
+            elif executor is not None:
+                rec = executor.measure(case, b, run.run_id)
             else:
                 rec = measure_case(case, be, run.run_id, quick=opts.quick, sampler=sampler)
             if rec.status == "ok" and run.environment["peaks"]:
@@ -277,6 +286,8 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
         status = "interrupted"
     finally:
         sampler.stop()
+        if executor is not None:
+            executor.close()
         writer.close(status, count_statuses(records))  # type: ignore[arg-type]
     if status == "interrupted":
         raise Interrupted(writer.dir)
