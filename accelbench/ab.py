@@ -69,6 +69,7 @@ class AbOptions:
     seed: int | None = None
     max_contention: float | None = None  # cores; None: half the machine's cores
     rerun_share: float = 0.25
+    clock: str = "wall"  # or "cpu": CPU cases timed in process CPU seconds (immune to preemption)
     compare: CompareOptions = field(default_factory=CompareOptions)
     argv: list[str] = field(default_factory=list)
 
@@ -77,6 +78,8 @@ class AbOptions:
 
         if self.rounds < MIN_ROUNDS:
             raise UsageError(f"--rounds {self.rounds}: the paired analysis needs at least {MIN_ROUNDS} rounds")
+        if self.clock not in ("wall", "cpu"):
+            raise UsageError(f"--clock {self.clock!r}: choose wall or cpu")
         if self.order not in ORDERS:
             raise UsageError(f"--order {self.order!r}: choose {' or '.join(ORDERS)}")
         self.compare.check()
@@ -227,6 +230,7 @@ def run_ab(suite_file: str | Path, base_env: str, new_env: str, opts: AbOptions,
                      "counters": opts.counters, "suite_yaml": text,
                      "interleave": {"session": session, "role": role, "rounds": opts.rounds},
                      "ab": {"env": s.given, "python": s.python, "order": opts.order, "side": s.role,
+                            "clock": opts.clock,
                             "orchestrator_accelbench": __version__}},
             environment=s.environment,
         )
@@ -250,7 +254,8 @@ def run_ab(suite_file: str | Path, base_env: str, new_env: str, opts: AbOptions,
 
     def measure(role: str, pool: WorkerPool, cid: str) -> CaseRecord:
         info = sides[role].cases[cid]
-        spec = case_spec(ref, cid, writers[role].run.run_id, opts.quick, opts.counters, rounds=opts.rounds)
+        spec = case_spec(ref, cid, writers[role].run.run_id, opts.quick, opts.counters, rounds=opts.rounds,
+                         clock=opts.clock)
         skel = dict(info["skeleton"], run_id=writers[role].run.run_id)
         return pool.measure(spec, skel, float(info["timeout_s"]))
 

@@ -541,6 +541,8 @@ def ab_cmd(
                                          show_default=False)],
     rounds: Annotated[int, typer.Option("--rounds", help="Rounds; each starts a fresh worker per side.")] = 10,
     order: Annotated[str, typer.Option("--order", help="abba or random: which side goes first in a pair.")] = "abba",
+    clock: Annotated[str, typer.Option("--clock", help="wall, or cpu: time CPU cases in process CPU seconds (immune "
+                                       "to other processes preempting the benchmark).")] = "wall",
     threshold: ThresholdOpt = "5%",
     alpha: AlphaOpt = 0.01,
     metric: MetricOpt = "median",
@@ -564,7 +566,7 @@ def ab_cmd(
     from . import ab as ab_mod
     from .report import markdown as md
 
-    opts = ab_mod.AbOptions(rounds=rounds, order=order, backends=_backends(backend), filter=filter, quick=quick,
+    opts = ab_mod.AbOptions(rounds=rounds, order=order, clock=clock, backends=_backends(backend), filter=filter, quick=quick,
                             out=out_dir, max_contention=max_contention, argv=sys.argv,
                             compare=_compare_options(threshold, alpha, metric, None))
 

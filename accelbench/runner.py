@@ -129,7 +129,7 @@ def skipped_record(case: Case, backend: str, run_id: str, reason: str) -> CaseRe
 
 
 def measure_case(case: Case, be: Backend, run_id: str, quick: bool = False,
-                 sampler: CounterSampler | None = None) -> CaseRecord:
+                 sampler: CounterSampler | None = None, cpu_timer: type[CpuTimer] = CpuTimer) -> CaseRecord:
     """Set up, validate, time and tear down one case on one backend. Never raises for a case-level
     problem (those become the record's status); KeyboardInterrupt propagates."""
     rec = skipped_record(case, be.name, run_id, "")
@@ -177,7 +177,7 @@ def measure_case(case: Case, be: Backend, run_id: str, quick: bool = False,
 
                             timing, extra = measure_gpu(wl, policy, quick=quick, counters=cc)
                         else:
-                            timing, extra = CpuTimer().measure(wl.run, policy), {}
+                            timing, extra = cpu_timer().measure(wl.run, policy), {}
                     if cc is not None:
                         rec.counters = cc.result()
                     rec.timing, rec.timings = timing, extra

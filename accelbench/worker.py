@@ -16,6 +16,8 @@ A spec (``PROTOCOL`` 1) is a JSON object:
   counters      bool: sample NVML/psutil counters while the case runs
   rounds        optional int (default 1): measure with 1/rounds of the case's sampling budget, as one
                 round of an interleaved A/B (``interleave.round_policy``)
+  clock         optional "wall" (default) or "cpu": CPU cases timed in this process's CPU seconds
+                (measure.timing.CPU_TIMERS), immune to other processes' preemption
 
 The answer is the case record as ``results.CaseRecord.model_dump(mode="json")`` plus ``contention``: the
 CPU time other processes took while the case ran (see :func:`contention`); a spec that cannot be served
@@ -70,7 +72,7 @@ class SuiteRef:
 
 
 def case_spec(suite: Any, case_id: str, run_id: str, quick: bool = False, counters: bool = True,
-              rounds: int = 1) -> dict[str, Any]:
+              rounds: int = 1, clock: str = "wall") -> dict[str, Any]:
     """The spec that asks a worker to measure ``case_id`` of ``suite`` (a suite.Suite or a SuiteRef)."""
     spec = {
         "protocol": PROTOCOL,
@@ -82,6 +84,8 @@ def case_spec(suite: Any, case_id: str, run_id: str, quick: bool = False, counte
     }
     if rounds != 1:
         spec["rounds"] = int(rounds)
+    if clock != "wall":
+        spec["clock"] = clock
     return spec
 
 
@@ -148,8 +152,13 @@ def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
     s = spec["suite"]
     suite = _suite_of(s)
     want = spec["case_id"]
+    from .measure.timing import CPU_TIMERS
+
     rounds = int(spec.get("rounds") or 1)
     quick = bool(spec.get("quick"))
+    timer = CPU_TIMERS.get(str(spec.get("clock", "wall")))
+    if timer is None:
+        raise WorkerError(f"clock {spec.get('clock')!r}: this worker knows {', '.join(CPU_TIMERS)}")
     for case in suite.cases:
         for b in case.backends:
             if case.case_id(b) == want:
@@ -166,7 +175,8 @@ def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
                 sampler.start()
                 t0 = cpu_snapshot()
                 try:
-                    rec = measure_case(measured, be, spec["run_id"], quick=mquick, sampler=sampler)
+                    rec = measure_case(measured, be, spec["run_id"], quick=mquick, sampler=sampler,
+                                       cpu_timer=timer)
                 finally:
                     t1 = cpu_snapshot()
                     sampler.stop()
