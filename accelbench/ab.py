@@ -115,6 +115,7 @@ class AbResult:
     reruns: int
     worker_starts: int
     limit: float
+    clock: str = "wall"
 
 
 # ---------------------------------------------------------------- preflight
@@ -319,7 +320,7 @@ def run_ab(suite_file: str | Path, base_env: str, new_env: str, opts: AbOptions,
                             "other processes)")
     return AbResult(comparison=cmp, base_dir=writers["base"].dir, new_dir=writers["new"].dir, base=base, new=new,
                     software=sw, contention=contention, reruns=reruns, worker_starts=starts,
-                    limit=limit)
+                    limit=limit, clock=opts.clock)
 
 
 def contention_rows(res: AbResult) -> list[tuple[str, str, str]]:
@@ -354,4 +355,8 @@ def summary_text(res: AbResult) -> str:
     cw = max([4, *(len(r[1]) for r in rows)])
     lines.append(f"  {'case':{w}}  {'base':{cw}}  new")
     lines += [f"  {n[:w]:{w}}  {b:{cw}}  {nn}" for n, b, nn in rows]
+    heavy = any(s.get("rounds_over_limit") for d in res.contention.values() for s in d.values())
+    if heavy and res.clock == "wall":
+        lines.append("hint: other processes took much of the CPU while this ran; --clock cpu times CPU cases in "
+                     "CPU seconds, which their turns on the CPU do not inflate")
     return "\n".join(lines) + "\n"

@@ -135,3 +135,17 @@ def test_isolated_run_survives_segfault_exit_oom_kill_and_a_hang_in_native_code(
     assert by["hang"].message.startswith("timeout:") and "killed" in by["hang"].message
     run, cases = read_run(res.run_dir)  # every case was streamed to disk as usual
     assert len(cases) == 6 and run.options["isolate"] is True and run.status == "finished"
+
+
+def test_a_spec_can_ask_for_cpu_seconds_and_an_unknown_clock_is_an_error_message(tmp_path: Path) -> None:
+    f = tmp_path / "w.yaml"
+    f.write_text(SUITE)
+    s = suite_mod.load(f)
+    cid = s.cases[0].case_id("cpu")
+    got = talk([{"type": "case", **case_spec(s, cid, "r", counters=False, rounds=4, clock="cpu")},
+                {"type": "case", **case_spec(s, cid, "r", counters=False, clock="sundial")}])
+    rec = CaseRecord.model_validate(got[2]["record"])
+    assert rec.timing is not None and rec.timing.method == "cpu-process_time" and rec.status == "ok"
+    # a round's record names the case as the whole run measures it (its definition, not the round's)
+    assert rec.definition_hash == s.cases[0].definition_hash()
+    assert got[4]["type"] == "error" and "sundial" in got[4]["message"]
