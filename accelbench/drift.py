@@ -21,7 +21,11 @@ runs together reveal the rest:
    se(D_g) = 1.2533 S_other / sqrt(m_other) (the median's efficiency under normality). A case is tested
    on l_i - D_g with variance s_i^2 + tau^2 + se(D_g)^2: z = (l_i - D_g) / sqrt(...), one-sided normal
    p-values, the CI exp(l_i +- z_level sqrt(...)) around the raw ratio; compare then applies Holm and
-   compare.decide to the corrected ratio exp(l_i - D_g) as usual.
+   compare.decide to the corrected ratio exp(l_i - D_g) as usual, with the larger of this p-value and the
+   within-run test's (the drift can only weaken the evidence; a case whose samples disagree with their
+   own CI stays unproven). A case is called slower (faster) only
+   when its own raw ratio crosses the threshold too: one that stood still while the others moved is
+   ``inconclusive``.
 3. What cannot be told apart. When the run moved by at least half the threshold as a whole (|D_g| >=
    ln(1+t)/2; or, with no other workload in the suite, the case's own workload's median), a case whose
    raw ratio crosses the threshold in that direction but that does not stand out from the shift cannot
@@ -97,6 +101,12 @@ class Assessment:
                 return verdict, f"{reason}; separate runs with {self.n} case(s): the machine's drift could not be " \
                                 "estimated"
             return verdict, reason
+        if verdict in ("slower", "faster") and not abs(raw) > up:
+            # relative to the other workloads it moved, but its own ratio is within the threshold: the others
+            # moved, not it (a change must show in the case's own ratio as well)
+            return "inconclusive", (f"{(raw_ratio - 1) * 100:+.1f}% itself, {(a.corrected - 1) * 100:+.1f}% "
+                                    f"against the other workloads' shift of {(a.shift - 1) * 100:+.1f}%: "
+                                    "separate runs cannot tell which moved")
         moved = math.log(a.shift) if a.controlled else self.own_shift.get(i, 0.0)
         crossed = abs(raw) > up and raw * moved > 0
         # controlled: a case that stands out from the other workloads' shift keeps its verdict; without

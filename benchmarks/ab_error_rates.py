@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from accelbench.ab import AbOptions, run_ab
-from accelbench.compare import CompareOptions, compare_runs, load_side
+from accelbench.compare import CompareOptions, compare_runs, holm, load_side
 from accelbench.isolate import clean_env
 from tests.venvs import EXAMPLE, ROOT, make_env, planted_example
 
@@ -121,8 +121,13 @@ def tally(pairs: list[tuple[str, str, str]], threshold: float, metric: str = "me
     """pairs: (kind, base dir, new dir) -> false alarms (A/A) and catches of planted horner cases (A/B)."""
     out: dict[str, Any] = {"A/A": {"n": 0, "slower": 0, "faster": 0, "inconclusive": 0},
                            "A/B": {"n": 0, "caught": 0, "inconclusive": 0, "control_alarms": 0, "controls": 0}}
+    out["A/A"]["within_run_alarms"] = 0
     for kind, bdir, ndir in pairs:
         cmp = compare_runs(load_side(bdir), load_side(ndir), CompareOptions(threshold=threshold, metric=metric))
+        if kind == "A/A":  # what the gate said before the drift assessment: within-run evidence alone
+            tested = [c for c in cmp.cases if c.p_slower is not None and c.ratio is not None]
+            for c, p in zip(tested, holm([c.p_slower or 1.0 for c in tested]), strict=True):
+                out["A/A"]["within_run_alarms"] += bool(c.ratio > 1 + threshold and p < 0.01)  # type: ignore[operator]
         for c in cmp.cases:
             if kind == "A/A" or c.workload != "horner":
                 d = out["A/A"] if kind == "A/A" else None
@@ -147,6 +152,9 @@ def tally(pairs: list[tuple[str, str, str]], threshold: float, metric: str = "me
 
 
 def analyse(log: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """Verdicts of every stored pair, recomputed with this checkout's compare (within_run_alarms: the A/A
+    cases the gate would have called slower on within-run evidence alone, Holm-corrected; for ab the
+    paired rounds, for separate runs what the gate did before accelbench.drift)."""
     ab_pairs = [(x["kind"], x["base"], x["new"]) for x in log["ab"]]
     runs_a = [x["run"] for x in log["separate"] if x["env"] == "A"]
     runs_b = [x["run"] for x in log["separate"] if x["env"] == "B"]

@@ -87,3 +87,8 @@ def test_a_quick_run_never_gives_a_confident_verdict() -> None:
     assert smoke("unchanged", "CI within") == ("inconclusive",
                                               "--quick smoke run: too little sampling for a verdict (unchanged: CI within)")
     assert smoke("failed", "x") == ("failed", "x")
+
+
+def test_a_case_that_stood_still_while_the_others_moved_is_not_called_slower() -> None:
+    got = verdicts({"a": 1.0, "b": 0.90, "c": 0.90})  # the others got 10% faster; a did not change
+    assert "slower" not in got["a"] and got["a"] == {"inconclusive"}
