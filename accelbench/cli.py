@@ -110,6 +110,9 @@ def run(
     rounds: Annotated[int, typer.Option("--rounds", help="Interleaved rounds per case.")] = 20,
     allow_different_machines: Annotated[bool, typer.Option("--allow-different-machines", help="With --baseline: "
                                         "compare even when the fingerprints differ (as gate's option).")] = False,
+    isolate: Annotated[bool, typer.Option("--isolate", help="Measure each case in a spawned worker process: a "
+                                          "crash, an OOM kill or a hang in native code ends the worker, "
+                                          "not the run.")] = False,
 ) -> None:
     """Run every case of SUITE on the GPU (CuPy) and the CPU (NumPy), validate, time and report.
 
@@ -123,7 +126,7 @@ def run(
 
     s = suite_mod.load(suite)
     opts = RunOptions(backends=_backends(backend), filter=filter, quick=quick, out=out_dir,
-                      counters=not no_counters, argv=sys.argv, strict_backend=backend != "all")
+                      counters=not no_counters, argv=sys.argv, strict_backend=backend != "all", isolate=isolate)
     if baseline is not None or interleave:
         raise typer.Exit(_run_with_baseline(s, opts, baseline or "", interleave, rounds, as_json,
                                             allow_different_machines))
@@ -590,3 +593,82 @@ def history_cmd(
         _print_json(ht.as_json(h))
     else:
         ht.render(h, out)
+
+# -- worker processes, isolation and A/B of two environments (accelbench.worker, accelbench.isolate,
+#    accelbench.ab) --
+
+
+@app.command("worker")
+def worker_cmd() -> None:
+    """Serve the worker protocol: case specs as JSON lines on stdin, records on stdout (docs/worker-protocol.md).
+
+    Started by `accelbench ab` and `run --isolate`; not meant to be typed. Logs go to stderr.
+    """
+    from .worker import serve
+
+    raise typer.Exit(serve())
+
+
+@app.command("ab")
+@guarded
+def ab_cmd(
+    suite: SuiteArg,
+    base_env: Annotated[str, typer.Option("--base", help="The baseline environment: a Python interpreter or a "
+                                          "virtual-environment folder with accelbench installed.",
+                                          show_default=False)],
+    new_env: Annotated[str, typer.Option("--new", help="The candidate environment (interpreter or venv folder).",
+                                         show_default=False)],
+    rounds: Annotated[int, typer.Option("--rounds", help="Rounds; each starts a fresh worker per side (6 or more "
+                                        "for a finite CI; 10-12 to gate tens of cases at alpha 0.01).")] = 10,
+    order: Annotated[str, typer.Option("--order", help="abba or random: which side goes first in a pair.")] = "abba",
+    clock: Annotated[str, typer.Option("--clock", help="wall, or cpu: time CPU cases in process CPU seconds (immune "
+                                       "to other processes preempting the benchmark).")] = "wall",
+    threshold: ThresholdOpt = "5%",
+    alpha: AlphaOpt = 0.01,
+    metric: MetricOpt = "median",
+    backend: Annotated[str, typer.Option("--backend", "-b", help="gpu, cpu or all.")] = "all",
+    filter: Annotated[str | None, typer.Option("--filter", "-k", help="Only cases whose name contains TEXT.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smoke run (never a confident verdict).")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Results root; both sides are written there.")] = Path(
+        "results"),
+    max_contention: Annotated[float | None, typer.Option("--max-contention", help="Cores other processes may "
+                                                         "take while a pair runs before it is re-measured or "
+                                                         "flagged (default: half the cores).")] = None,
+    markdown: MarkdownOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A/B two environments (two code versions) on SUITE, interleaved in fresh worker processes; gate exit codes.
+
+    Exit 0 when no case is confirmed slower, 1 when one is, 2 on bad input (an environment without a
+    compatible accelbench, a suite that does not load there, different hardware).
+    Example: accelbench ab suites/kernels.yaml --base ../base/.venv --new .venv --threshold 3%
+    """
+    from . import ab as ab_mod
+    from .report import markdown as md
+
+    opts = ab_mod.AbOptions(rounds=rounds, order=order, clock=clock, backends=_backends(backend), filter=filter, quick=quick,
+                            out=out_dir, max_contention=max_contention, argv=sys.argv,
+                            compare=_compare_options(threshold, alpha, metric, None))
+
+    def progress(msg: str) -> None:
+        if not as_json:
+            err.print(term(msg), highlight=False)
+
+    res = ab_mod.run_ab(suite, base_env, new_env, opts, progress)
+    c = res.comparison
+    extra = ab_mod.summary_text(res)
+    _write_markdown(markdown, md.comparison(c, title=None) + "\n```\n" + extra + "```\n")
+    if as_json:
+        _print_json({"base_dir": str(res.base_dir), "new_dir": str(res.new_dir), "comparison": c.to_dict(),
+                     "contention": res.contention, "reruns": res.reruns,
+                     "software_differences": [{"key": d.key, "base": d.base, "new": d.new} for d in res.software]})
+    else:
+        sys.stdout.write(md.text_table(c))
+        sys.stdout.write(extra)
+        for r in c.regressions:
+            sys.stdout.write(f"REGRESSION {r.one_line()}\n")
+    counts = ", ".join(f"{v} {k}" for k, v in c.counts().items() if v)
+    if not as_json:
+        head = f"FAIL, {len(c.regressions)} regression(s)" if c.regressions else "ok, no regression"
+        sys.stdout.write(f"ab: {head} ({counts})\n")
+    raise typer.Exit(EXIT_FAILED if c.regressions else EXIT_OK)

@@ -64,6 +64,7 @@ import numpy as np
 from scipy import special as _special
 from scipy import stats as _st
 
+from . import drift as drift_mod
 from .errors import ResultsError, UsageError
 from .report.format import fmt_change, fmt_time
 from .results import CaseRecord, RunRecord, Timing, TimingSummary, read_run, unfinished_note
@@ -662,6 +663,7 @@ class Comparison:
     base_suite: str = ""
     new_suite: str = ""
     warnings: list[str] = field(default_factory=list)  # e.g. a run that never finished
+    drift: dict[str, Any] | None = None  # separate runs: accelbench.drift's assessment
 
     @property
     def regressions(self) -> list[CaseComparison]:
@@ -684,6 +686,7 @@ class Comparison:
             "interleaved": self.interleaved, "machine_checked": self.machine_checked,
             "machine_differences": [asdict(d) for d in self.machine],
             "counts": self.counts(), "regressions": [c.key for c in self.regressions], "warnings": self.warnings,
+            "drift": self.drift,
             "cases": [{k: clean(v) for k, v in asdict(c).items()} for c in self.cases],
         }
 
@@ -698,6 +701,10 @@ def _interleave_session(run: RunRecord) -> str | None:
 
 
 CaseStats = Callable[[str, "Side", "Side"], tuple[RatioCI, float, float, str]]
+
+
+def _quick(run: RunRecord) -> bool:
+    return bool(run.options.get("quick")) if isinstance(run.options, dict) else False
 
 
 def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = None,
@@ -771,11 +778,31 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
         cc.ratio, cc.ci_low, cc.ci_high, cc.ci_method, cc.test = r.ratio, r.ci_low, r.ci_high, r.method, test
         cc.p_slower, cc.p_faster = ps, pf
         tests.append((cc, ps, pf, r, sn.value - sb.value))
+    # separate runs: see accelbench.drift (a paired session and the history gate's per-run segment already
+    # measure the between-run scatter)
+    drift = None if paired or stats is not None else drift_mod.assess([t[0].workload for t in tests], [
+        drift_mod.Interval(t[3].ratio, t[3].ci_low, t[3].ci_high) for t in tests],
+        [t[0].threshold or opts.threshold for t in tests], opts.level)
+    if drift is not None:
+        for (cc, *_), a in zip(tests, drift.cases, strict=True):
+            cc.ci_low, cc.ci_high = a.ci_low, a.ci_high
+            if abs(a.shift - 1) >= 0.005:
+                cc.notes.append(f"judged against the other workloads' shift of {fmt_change(a.shift)} "
+                                f"({fmt_change(a.corrected)} relative to it)")
+        # the drift can only weaken the within-run evidence: the larger of the two p-values counts
+        tests = [(cc, max(ps, a.p_slower), max(pf, a.p_faster),
+                  RatioCI(a.corrected, a.ci_low / a.shift, a.ci_high / a.shift, r.level,
+                          r.method + " + between-run scatter"), diff)
+                 for (cc, ps, pf, r, diff), a in zip(tests, drift.cases, strict=True)]
     adj_s = holm([t[1] for t in tests])
     adj_f = holm([t[2] for t in tests])
-    for (cc, _ps, _pf, r, diff), a_s, a_f in zip(tests, adj_s, adj_f, strict=True):
+    for i, ((cc, _ps, _pf, r, diff), a_s, a_f) in enumerate(zip(tests, adj_s, adj_f, strict=True)):
         cc.p_slower_adj, cc.p_faster_adj = a_s, a_f
         cc.verdict, cc.reason = decide(r, a_s, a_f, cc.threshold or opts.threshold, opts.alpha, diff, cc.floor_s)
+        if drift is not None:
+            cc.verdict, cc.reason = drift.final(i, cc.verdict, cc.reason, cc.ratio or math.nan)  # type: ignore[assignment]
+        if _quick(base.run) or _quick(new.run):
+            cc.verdict, cc.reason = drift_mod.smoke(cc.verdict, cc.reason)  # type: ignore[assignment]
     order = {v: i for i, v in enumerate(VERDICTS)}
     results.sort(key=lambda c: (order[c.verdict], -(c.ratio or 0) if c.verdict != "faster" else (c.ratio or 0)))
     be, ne = base.run.environment or {}, new.run.environment or {}
@@ -783,7 +810,8 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
     warnings = [w for w in (unfinished_note(base.run, base.source), unfinished_note(new.run, new.source)) if w]
     return Comparison(base=base.source, new=new.source, options=opts, cases=results,
                       machine=machine_diff(be, ne) if checked else [], machine_checked=checked,
-                      interleaved=paired, base_suite=base.run.suite, new_suite=new.run.suite, warnings=warnings)
+                      interleaved=paired, base_suite=base.run.suite, new_suite=new.run.suite, warnings=warnings,
+                      drift=drift.to_dict() if drift is not None else None)
 
 
 def speedups(run: LoadedRun | Sequence[CaseRecord], metric: str = "median", level: float = DEFAULT_LEVEL

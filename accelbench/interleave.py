@@ -98,13 +98,15 @@ def round_policy(case: Case, rounds: int, quick: bool) -> Case:
     return replace(case, timing=per)
 
 
-def merge_rounds(recs: list[CaseRecord], case: Case, backend: str, run_id: str) -> CaseRecord:
-    """One record from a case's rounds: samples pooled, each tagged with its round."""
+def merge_rounds(recs: list[CaseRecord], case: Case | None, backend: str, run_id: str) -> CaseRecord:
+    """One record from a case's rounds: samples pooled, each tagged with its round. Without ``case`` (the
+    rounds came from workers of another environment: accelbench.ab) the records' definition hash stays."""
     bad = next((r for r in recs if r.status != "ok"), None)
     if bad is not None:
         out = bad.model_copy(deep=True)
         out.run_id = run_id
-        out.definition_hash = case.definition_hash()
+        if case is not None:
+            out.definition_hash = case.definition_hash()
         out.message = f"round {recs.index(bad)}: {bad.message}"
         return out
     first = recs[0]
@@ -128,7 +130,8 @@ def merge_rounds(recs: list[CaseRecord], case: Case, backend: str, run_id: str) 
     out.run_id = run_id
     out.timing = timing
     out.timings = {}
-    out.definition_hash = case.definition_hash()
+    if case is not None:
+        out.definition_hash = case.definition_hash()
     out.duration_s = sum(r.duration_s for r in recs)
     out.throughput = throughput(out.work, timing.summary.median)
     return out

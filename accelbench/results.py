@@ -24,14 +24,16 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ResultsError, WriteError
 from .identity import CaseKey
 from .measure.stats import summarize
+
+if TYPE_CHECKING:  # pandas costs a second to import, and a worker process never needs it
+    import pandas as pd
 
 SCHEMA_VERSION = 2
 RUN_FILE = "run.json"
@@ -486,6 +488,8 @@ class _SharedDict(dict[str, Any]):
 
 def load(path: str | Path) -> pd.DataFrame:
     """Load a run (directory, run.json or cases.jsonl) as a DataFrame, one row per case."""
+    import pandas as pd
+
     run, cases = read_run(path)
     rows = [case_row(run, c) for c in cases]
     df = pd.DataFrame(rows)

@@ -116,6 +116,7 @@ class RunOptions:
     counter_interval_s: float = 0.1
     argv: list[str] = field(default_factory=list)
     strict_backend: bool = False  # True when the user asked for a backend explicitly
+    isolate: bool = False  # measure each case in a spawned worker process (accelbench.isolate)
 
 
 @dataclass
@@ -193,7 +194,7 @@ def skipped_record(case: Case, backend: str, run_id: str, reason: str) -> CaseRe
 
 
 def measure_case(case: Case, be: Backend, run_id: str, quick: bool = False,
-                 sampler: CounterSampler | None = None) -> CaseRecord:
+                 sampler: CounterSampler | None = None, cpu_timer: type[CpuTimer] = CpuTimer) -> CaseRecord:
     """Set up, validate, time and tear down one case on one backend. Never raises for a case-level
     problem (those become the record's status); KeyboardInterrupt propagates."""
     rec = skipped_record(case, be.name, run_id, "")
@@ -213,7 +214,7 @@ def measure_case(case: Case, be: Backend, run_id: str, quick: bool = False,
             if case.cls.custom:
                 _measure_custom(wl, policy, quick, rec)
             else:
-                _validate_and_time(wl, case, be, policy, quick, sampler, rec)
+                _validate_and_time(wl, case, be, policy, quick, sampler, rec, cpu_timer)
         if rec.timing is not None and rec.status == "ok":
             rec.throughput = throughput(rec.work, rec.timing.summary.median)
     except KeyboardInterrupt:
@@ -248,7 +249,8 @@ def _measure_custom(wl: Any, policy: TimingPolicy, quick: bool, rec: CaseRecord)
 
 
 def _validate_and_time(wl: Any, case: Case, be: Backend, policy: TimingPolicy, quick: bool,
-                       sampler: CounterSampler | None, rec: CaseRecord) -> None:
+                       sampler: CounterSampler | None, rec: CaseRecord, cpu_timer: type[CpuTimer] = CpuTimer
+                       ) -> None:
     """Run once and check the output against the reference; only a validated case is timed (under the
     counters when a sampler is given)."""
     wl.run()
@@ -265,7 +267,7 @@ def _validate_and_time(wl: Any, case: Case, be: Backend, policy: TimingPolicy, q
 
             timing, extra = measure_gpu(wl, policy, quick=quick, counters=cc)
         else:
-            timing, extra = CpuTimer().measure(wl.run, policy), {}
+            timing, extra = cpu_timer().measure(wl.run, policy), {}
     if cc is not None:
         rec.counters = cc.result()
     rec.timing, rec.timings = timing, extra
@@ -357,6 +359,12 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
     run.environment["peaks"] = calibrate.peaks_for(run.environment)
     writer = open_run(root, run)
     sampler = CounterSampler(interval_s=opts.counter_interval_s, enabled=opts.counters)
+    executor = None
+    if opts.isolate:  # each case in a worker process; a crash or a hang in native code ends it, not the run
+        from .isolate import IsolatedExecutor
+
+        executor = IsolatedExecutor(suite, quick=opts.quick, counters=opts.counters)
+        run.options["isolate"] = True
     records: list[CaseRecord] = []
     status = "finished"
     failure: WriteError | None = None
@@ -368,7 +376,10 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
             for i, (case, b) in enumerate(pairs):
                 if on_start:
                     on_start(i, len(pairs), case, b)
-                rec = run_case(case, b, bes[b], run.run_id, quick=opts.quick, sampler=sampler)
+                if executor is not None and bes[b].available:
+                    rec = executor.measure(case, b, run.run_id)
+                else:
+                    rec = run_case(case, b, bes[b], run.run_id, quick=opts.quick, sampler=sampler)
                 if rec.status == "ok" and run.environment["peaks"]:
                     rec.throughput.update(calibrate.percent_of_peak(rec.model_dump(mode="json"),
                                                                     run.environment["peaks"], run.environment))
@@ -384,6 +395,8 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
         finally:
             sig.closing = True
             sampler.stop()
+            if executor is not None:
+                executor.close()
             try:
                 writer.close(status, count_statuses(records))  # type: ignore[arg-type]
             except WriteError as e:

@@ -3,6 +3,7 @@
 One protocol serves every executor that measures a case outside the orchestrating process: a worker
 process of another environment (``python -m accelbench worker``, A/B and ``--isolate``) and a Dask worker
 of another machine (fleets). The orchestrator never imports the code under test; it sends specs.
+The full wire description, with examples, is docs/worker-protocol.md.
 
 A spec (``PROTOCOL`` 1) is a JSON object:
 
@@ -13,16 +14,45 @@ A spec (``PROTOCOL`` 1) is a JSON object:
   run_id        the run the record belongs to
   quick         bool: the --quick timing policy
   counters      bool: sample NVML/psutil counters while the case runs
+  rounds        optional int (default 1): measure with 1/rounds of the case's sampling budget, as one
+                round of an interleaved A/B (``interleave.round_policy``)
+  clock         optional "wall" (default) or "cpu": CPU cases timed in this process's CPU seconds
+                (measure.timing.CPU_TIMERS), immune to other processes' preemption
 
-The answer is the case record as ``results.CaseRecord.model_dump(mode="json")``; a spec that cannot be
-served (bad protocol, a suite that does not load here, an unknown case) raises ``WorkerError``.
+The answer is the case record as ``results.CaseRecord.model_dump(mode="json")`` plus ``contention``: the
+CPU time other processes took while the case ran (see :func:`contention`); a spec that cannot be served
+(bad protocol, a suite that does not load here, an unknown case) raises ``WorkerError``.
+
+The stream (``python -m accelbench worker``): JSON lines on stdin and stdout, one message per line, each
+an object with a ``type``. The worker speaks first:
+
+  worker -> {"type": "hello", "protocol": 1, "accelbench": VERSION, "python": "3.11.9", "executable": ...}
+  parent -> {"type": "case", ...a spec...}      worker -> {"type": "started", "case_id": ...}
+                                                worker -> {"type": "record", "record": {...}}
+  parent -> {"type": "load", "suite": {...}, "backends": ["cpu"] | null, "filter": TEXT | null}
+                                                worker -> {"type": "loaded", "suite": {...}, "cases": [...]}
+  parent -> {"type": "fingerprint"}             worker -> {"type": "fingerprint", "environment": {...}}
+  parent -> {"type": "bye"} (or end of stdin)   the worker exits 0
+  any request it cannot serve                   worker -> {"type": "error", "message": "one line"}
+
+Only protocol lines reach the worker's stdout: file descriptor 1 is pointed at stderr before anything
+is imported (so a workload's print, or a C library's printf, lands in the log), and the protocol writes
+to a private copy of the original descriptor.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from . import __version__
 from .errors import AccelbenchError
 
 PROTOCOL = 1
@@ -32,45 +62,212 @@ class WorkerError(AccelbenchError):
     """A spec this worker cannot serve (its message says why)."""
 
 
-def case_spec(suite: Any, case_id: str, run_id: str, quick: bool = False, counters: bool = True) -> dict[str, Any]:
-    """The spec that asks a worker to measure ``case_id`` of ``suite`` (a suite.Suite)."""
-    return {
+@dataclass(frozen=True)
+class SuiteRef:
+    """What a spec needs of a suite (its file name and text) when the orchestrator cannot load the suite
+    itself: the workloads may exist only in the worker's environment (a plugin under test)."""
+
+    file: str
+    text: str
+
+
+def case_spec(suite: Any, case_id: str, run_id: str, quick: bool = False, counters: bool = True,
+              rounds: int = 1, clock: str = "wall") -> dict[str, Any]:
+    """The spec that asks a worker to measure ``case_id`` of ``suite`` (a suite.Suite or a SuiteRef)."""
+    spec = {
         "protocol": PROTOCOL,
-        "suite": {"file": suite.file, "text": suite.text, "dir": str(Path(suite.file).resolve().parent)},
+        "suite": suite_payload(suite),
         "case_id": case_id,
         "run_id": run_id,
         "quick": bool(quick),
         "counters": bool(counters),
     }
+    if rounds != 1:
+        spec["rounds"] = int(rounds)
+    if clock != "wall":
+        spec["clock"] = clock
+    return spec
+
+
+def suite_payload(suite: Any) -> dict[str, str]:
+    return {"file": suite.file, "text": suite.text, "dir": str(Path(suite.file).resolve().parent)}
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(text: str, file: str, folder: str) -> Any:
+    from . import suite as suite_mod
+
+    return suite_mod.parse(text, file, Path(folder))
+
+
+def _suite_of(payload: Any) -> Any:
+    if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in ("file", "text", "dir")):
+        raise WorkerError("the message's suite is not {file, text, dir}")
+    return _parse(payload["text"], payload["file"], payload["dir"])
+
+
+# ---------------------------------------------------------------- CPU contention
+
+
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(monotonic time, CPU seconds every process on the machine used, CPU seconds this process used).
+
+    Machine-wide busy time is every field of /proc/stat except idle and iowait (guest time is already
+    inside user); steal counts: it is time a hypervisor gave another guest."""
+    import psutil
+
+    t = psutil.cpu_times()
+    idle = getattr(t, "idle", 0.0) + getattr(t, "iowait", 0.0)
+    total = sum(getattr(t, f) for f in t._fields if f not in ("guest", "guest_nice"))
+    own = psutil.Process().cpu_times()
+    return time.monotonic(), total - idle, own.user + own.system
+
+
+def contention(before: tuple[float, float, float], after: tuple[float, float, float],
+               cores: int | None = None) -> dict[str, float]:
+    """How much CPU other processes took between two snapshots: other_cpu_s = machine busy - ours, and
+    other_cores = other_cpu_s / wall_s (on average how many cores others kept busy; 0 on an idle machine,
+    up to ``cores``). Pure: tests feed it numbers."""
+    wall = max(after[0] - before[0], 1e-9)
+    own = max(after[2] - before[2], 0.0)
+    other = max((after[1] - before[1]) - own, 0.0)
+    out = {"wall_s": wall, "cpu_s": own, "other_cpu_s": other, "other_cores": other / wall}
+    if cores:
+        out["cores"] = float(cores)
+    return out
+
+
+# ---------------------------------------------------------------- one spec
 
 
 def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure one spec in this process with the runner's own code; the record as plain JSON."""
     from . import backends
-    from . import suite as suite_mod
     from .measure.counters import CounterSampler
-    from .runner import measure_case
+    from .runner import measure_case, skipped_record
 
     if not isinstance(spec, dict) or spec.get("protocol") != PROTOCOL:
         got = spec.get("protocol") if isinstance(spec, dict) else type(spec).__name__
         raise WorkerError(f"worker protocol {got!r} is not the one this accelbench speaks ({PROTOCOL})")
     s = spec["suite"]
-    suite = suite_mod.parse(s["text"], s["file"], Path(s["dir"]))
+    suite = _suite_of(s)
     want = spec["case_id"]
+    from .measure.timing import CPU_TIMERS
+
+    rounds = int(spec.get("rounds") or 1)
+    quick = bool(spec.get("quick"))
+    timer = CPU_TIMERS.get(str(spec.get("clock", "wall")))
+    if timer is None:
+        raise WorkerError(f"clock {spec.get('clock')!r}: this worker knows {', '.join(CPU_TIMERS)}")
     for case in suite.cases:
         for b in case.backends:
             if case.case_id(b) == want:
                 be = backends.get(b)
                 if not be.available:
-                    from .runner import skipped_record
-
                     rec = skipped_record(case, b, spec["run_id"], f"{b} unavailable: {be.reason}")
                     return rec.model_dump(mode="json")
+                measured, mquick = case, quick
+                if rounds > 1:
+                    from .interleave import round_policy
+
+                    measured, mquick = round_policy(case, rounds, quick), False
                 sampler = CounterSampler(enabled=bool(spec.get("counters", True)))
                 sampler.start()
+                t0 = cpu_snapshot()
                 try:
-                    rec = measure_case(case, be, spec["run_id"], quick=bool(spec.get("quick")), sampler=sampler)
+                    rec = measure_case(measured, be, spec["run_id"], quick=mquick, sampler=sampler,
+                                       cpu_timer=timer)
                 finally:
+                    t1 = cpu_snapshot()
                     sampler.stop()
-                return rec.model_dump(mode="json")
+                if rounds > 1:  # the record names the case as the whole run measures it, not one round
+                    rec.definition_hash = case.definition_hash(case.timing.quick() if quick else None)
+                out = rec.model_dump(mode="json")
+                out["contention"] = contention(t0, t1, os.cpu_count())
+                return out
     raise WorkerError(f"{s['file']}: no case {want!r} in this suite")
+
+
+def load_cases(msg: dict[str, Any]) -> dict[str, Any]:
+    """The ``load`` request: the suite as this environment loads it, and the cases it selects, each with
+    the skeleton record (``runner.skipped_record``) a parent fills in when the case's worker dies."""
+    from .runner import skipped_record
+
+    suite = _suite_of(msg.get("suite"))
+    pairs = suite.select(msg.get("backends"), msg.get("filter"))
+    cases = []
+    for case, b in pairs:
+        timing = case.timing.quick() if msg.get("quick") else case.timing
+        cases.append({"case_id": case.case_id(b), "name": case.name, "backend": b, "timeout_s": timing.timeout_s,
+                      "skeleton": skipped_record(case, b, "", "").model_dump(mode="json")})
+    return {"type": "loaded", "cases": cases,
+            "suite": {"name": suite.name, "file": suite.file, "sha256": suite.sha256,
+                      "description": suite.description}}
+
+
+def hello() -> dict[str, Any]:
+    return {"type": "hello", "protocol": PROTOCOL, "accelbench": __version__,
+            "python": platform.python_version(), "executable": sys.executable, "pid": os.getpid()}
+
+
+def handle(msg: Any) -> dict[str, Any] | None:
+    """One request of the stream -> its answer (None: stop). Errors a request can cause become
+    ``{"type": "error"}`` answers; the worker goes on."""
+    if not isinstance(msg, dict):
+        return {"type": "error", "message": f"a message must be a JSON object, not {type(msg).__name__}"}
+    kind = msg.get("type", "case")
+    try:
+        if kind == "bye":
+            return None
+        if kind == "case":
+            return {"type": "record", "record": measure_spec({k: v for k, v in msg.items() if k != "type"})}
+        if kind == "load":
+            return load_cases(msg)
+        if kind == "fingerprint":
+            from . import environment
+
+            return {"type": "fingerprint", "environment": environment.fingerprint(with_gpu=True)}
+        return {"type": "error", "message": f"unknown message type {kind!r}"}
+    except AccelbenchError as e:
+        return {"type": "error", "message": str(e)}
+    except (KeyError, TypeError, ValueError) as e:
+        return {"type": "error", "message": f"malformed {kind} message: {type(e).__name__}: {e}"}
+
+
+def _protocol_stream() -> IO[str]:
+    """A private copy of stdout for protocol lines; fd 1 (and sys.stdout) then go to stderr."""
+    fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(fd, "w", encoding="utf-8", buffering=1)
+
+
+def serve(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
+    """The worker loop: hello, then one answer per request line until ``bye`` or end of input."""
+    import faulthandler
+
+    out = stdout if stdout is not None else _protocol_stream()
+    if stdout is None:  # a worker process: a segfault leaves the Python stack in the stderr tail
+        faulthandler.enable()
+    inp = stdin if stdin is not None else sys.stdin
+
+    def send(obj: dict[str, Any]) -> None:
+        out.write(json.dumps(obj, default=str, allow_nan=True) + "\n")
+        out.flush()
+
+    send(hello())
+    for line in inp:
+        if not line.strip():
+            continue
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError as e:
+            send({"type": "error", "message": f"not JSON: {e}"})
+            continue
+        if isinstance(msg, dict) and msg.get("type", "case") == "case":
+            send({"type": "started", "case_id": msg.get("case_id")})
+        reply = handle(msg)
+        if reply is None:
+            break
+        send(reply)
+    return 0

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats as _st
+from scipy.special import bdtr as _bdtr  # the binomial CDF; scipy.stats costs seconds to import in a worker
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,14 @@ def _ci_rank(n: int, level: float) -> int:
     """Largest k with P(B <= k-1) <= alpha/2, B ~ Bin(n, 1/2): [x_(k), x_(n-k+1)] covers >= level.
     Cached: the stopping rule asks after every sample."""
     alpha = 1.0 - level
-    k = int(_st.binom.ppf(alpha / 2.0, n, 0.5))
-    while k > 0 and _st.binom.cdf(k - 1, n, 0.5) > alpha / 2.0:
+    # the binomial quantile, the smallest k with P(B <= k) >= alpha/2 (scipy.stats.binom.ppf), searched
+    # from 8 standard deviations below the mean
+    k = max(0, int(n / 2.0 - 4.0 * math.sqrt(n)))
+    while k > 0 and _bdtr(k - 1, n, 0.5) >= alpha / 2.0:
+        k -= 1
+    while _bdtr(k, n, 0.5) < alpha / 2.0:
+        k += 1
+    while k > 0 and _bdtr(k - 1, n, 0.5) > alpha / 2.0:
         k -= 1
     return max(k, 1)
 

@@ -136,3 +136,18 @@ class CpuTimer:
             total_time_s=total,
             summary=TimingSummary.of(samples),
         )
+
+
+class CpuProcessTimer(CpuTimer):
+    """The same loop timed in CPU seconds of this process (``time.process_time_ns``): what the work cost,
+    without the time other processes' turns on the CPU added. For A/B on a machine where others preempt
+    the benchmark (``accelbench ab --clock cpu``); it counts every thread of the process, so a BLAS that
+    spins its threads adds their spinning."""
+
+    method = "cpu-process_time"
+
+    def __init__(self, clock: Clock = time.process_time_ns) -> None:
+        super().__init__(clock)
+
+
+CPU_TIMERS: dict[str, type[CpuTimer]] = {"wall": CpuTimer, "cpu": CpuProcessTimer}

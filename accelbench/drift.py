@@ -1,0 +1,193 @@
+"""Drift between two separately made runs: what the runs themselves reveal about the machine.
+
+Pure functions on numbers; compare.compare_runs calls :func:`assess` for runs that were not interleaved
+(and :func:`smoke` for every comparison).
+
+Model. For case i of workload g, the log ratio l_i = ln(new_i / base_i) = d_i + c_i + e_i, where
+  d_i  the machine's drift between the two sessions (other tenants' load, frequency, thermal state):
+       shared by the cases of a run, though not equally (memory-bound cases move most);
+  c_i  the change under test (0 for the cases it does not touch);
+  e_i  the case's own measurement noise, with the standard error s_i that its within-run CI implies
+       (s_i = ln(ci_high / ci_low) / (2 z)).
+A within-run statistic sees only e_i, so every drift looks like a change to it. The cases of the two
+runs together reveal the rest:
+
+1. Scatter. Over the compared cases, S = 1.4826 MAD(l) (a robust standard deviation: a minority of
+   changed cases does not inflate it) against the typical within-run error: the between-run scatter is
+   tau^2 = max(0, S^2 - median(s_i^2)). It is added to every case's variance: a case must stand out from
+   how much the whole run scattered, not only from its own samples.
+2. Common shift. The machine's shift seen by workload g is D_g = median of l_j over the cases of the
+   *other* workloads (left out so that a change to g cannot explain itself away), with standard error
+   se(D_g) = 1.2533 S_other / sqrt(m_other) (the median's efficiency under normality). A case is tested
+   on l_i - D_g with variance s_i^2 + tau^2 + se(D_g)^2: z = (l_i - D_g) / sqrt(...), one-sided normal
+   p-values, the CI exp(l_i +- z_level sqrt(...)) around the raw ratio; compare then applies Holm and
+   compare.decide to the corrected ratio exp(l_i - D_g) as usual, with the larger of this p-value and the
+   within-run test's (the drift can only weaken the evidence; a case whose samples disagree with their
+   own CI stays unproven). A case is called slower (faster) only
+   when its own raw ratio crosses the threshold too: one that stood still while the others moved is
+   ``inconclusive``.
+3. What cannot be told apart. When the run moved by at least half the threshold as a whole (|D_g| >=
+   ln(1+t)/2; or, with no other workload in the suite, the case's own workload's median), a case whose
+   raw ratio crosses the threshold in that direction but that does not stand out from the shift cannot
+   be attributed: a busier machine and a change that slows every workload (a NumPy upgrade) look the
+   same in two separate runs. Its verdict is ``inconclusive`` with that reason, never ``slower`` (nor
+   ``unchanged``). ``accelbench ab`` measures both sides in one session and can tell.
+4. With fewer than MIN_CASES compared cases neither tau nor D can be estimated: the within-run evidence
+   decides alone, and a verdict beyond the threshold says that the drift could not be estimated.
+5. Smoke runs: when either side ran with ``--quick`` no verdict is confident; slower, faster and
+   unchanged all become ``inconclusive`` (a quick run's few short samples make the gate cry wolf).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats as _st
+
+MIN_CASES = 4
+MAD_TO_SD = 1.4826
+MEDIAN_SE = 1.2533
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A ratio with its CI (compare.RatioCI's fields; kept apart so this module needs nothing else)."""
+
+    ratio: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass
+class Adjusted:
+    """One case after the drift assessment."""
+
+    corrected: float  # exp(l - D): the ratio relative to the machine's shift
+    ci_low: float  # CI of the raw ratio with the between-run variance added
+    ci_high: float
+    p_slower: float
+    p_faster: float
+    shift: float  # D applied, as a ratio (1.0: none)
+    material: bool  # the run moved by >= half the threshold around this case
+    controlled: bool  # D came from other workloads (False: no unrelated workload to compare with)
+    threshold: float
+
+
+@dataclass
+class Assessment:
+    cases: list[Adjusted]
+    n: int  # cases with finite evidence
+    estimable: bool
+    tau: float  # between-run scatter (log scale)
+    shift: float  # median ratio over all cases
+    notes: list[str] = field(default_factory=list)
+    own_shift: dict[int, float] = field(default_factory=dict)  # log shift of the case's own workload (uncontrolled)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cases": self.n, "estimable": self.estimable, "between_run_scatter": self.tau,
+                "median_ratio": self.shift, "notes": list(self.notes)}
+
+    def final(self, i: int, verdict: str, reason: str, raw_ratio: float) -> tuple[str, str]:
+        """The verdict of case ``i`` (decided on the corrected ratio) after rules 3 and 4."""
+        a = self.cases[i]
+        up = math.log1p(a.threshold)
+        raw = math.log(raw_ratio) if raw_ratio > 0 and math.isfinite(raw_ratio) else 0.0
+        if not self.estimable:
+            if verdict in ("slower", "faster"):
+                return verdict, f"{reason}; separate runs with {self.n} case(s): the machine's drift could not be " \
+                                "estimated"
+            return verdict, reason
+        if verdict in ("slower", "faster") and not abs(raw) > up:
+            # relative to the other workloads it moved, but its own ratio is within the threshold: the others
+            # moved, not it (a change must show in the case's own ratio as well)
+            return "inconclusive", (f"{(raw_ratio - 1) * 100:+.1f}% itself, {(a.corrected - 1) * 100:+.1f}% "
+                                    f"against the other workloads' shift of {(a.shift - 1) * 100:+.1f}%: "
+                                    "separate runs cannot tell which moved")
+        moved = math.log(a.shift) if a.controlled else self.own_shift.get(i, 0.0)
+        crossed = abs(raw) > up and raw * moved > 0
+        # controlled: a case that stands out from the other workloads' shift keeps its verdict; without
+        # another workload nothing can stand out, so nothing is attributed
+        if abs(moved) >= up / 2 and crossed and (not a.controlled or verdict not in ("slower", "faster")):
+            whom = "the suite's other workloads" if a.controlled else "this workload (no unrelated workload " \
+                "in the suite to compare with)"
+            return "inconclusive", (f"{(raw_ratio - 1) * 100:+.1f}%, but {whom} moved {(math.exp(moved) - 1) * 100:+.1f}% "
+                                    "too: machine drift or a change to them all, separate runs cannot tell "
+                                    "(accelbench ab can)")
+        return verdict, reason
+
+
+def _se(iv: Interval, level: float) -> float:
+    if not (iv.ci_low > 0 and math.isfinite(iv.ci_high) and iv.ci_high > 0):
+        return math.inf
+    z = float(_st.norm.isf((1 - level) / 2))
+    return max(math.log(iv.ci_high / iv.ci_low) / (2 * z), 0.0)
+
+
+def _mad_sd(x: np.ndarray) -> float:
+    return float(MAD_TO_SD * np.median(np.abs(x - np.median(x)))) if x.size else math.inf
+
+
+def assess(workloads: Sequence[str], intervals: Sequence[Interval], thresholds: Sequence[float],
+           level: float = 0.95) -> Assessment:
+    """Rules 1-2 of the module docstring for the matched cases of two separate runs (rules 3-4 are
+    :meth:`Assessment.final`)."""
+    n_all = len(intervals)
+    logs = np.array([math.log(iv.ratio) if iv.ratio > 0 and math.isfinite(iv.ratio) else math.nan
+                     for iv in intervals])
+    ses = np.array([_se(iv, level) for iv in intervals])
+    ok = np.isfinite(logs) & np.isfinite(ses)
+    m = int(ok.sum())
+    z = float(_st.norm.isf((1 - level) / 2))
+    wl = np.array(list(workloads), dtype=object)
+    estimable = m >= MIN_CASES
+    tau = 0.0
+    if estimable:
+        s = _mad_sd(logs[ok])
+        tau = math.sqrt(max(0.0, s * s - float(np.median(ses[ok] ** 2))))
+    out: list[Adjusted] = []
+    own: dict[int, float] = {}
+    for i in range(n_all):
+        iv, t = intervals[i], thresholds[i]
+        others = ok & (wl != wl[i])
+        controlled = estimable and int(others.sum()) >= 2
+        if controlled:
+            d = float(np.median(logs[others]))
+            se_d = MEDIAN_SE * _mad_sd(logs[others]) / math.sqrt(int(others.sum()))
+        else:
+            d, se_d = 0.0, 0.0
+            mine = ok & (wl == wl[i])
+            own[i] = float(np.median(logs[mine])) if mine.any() else 0.0
+        if not ok[i]:
+            out.append(Adjusted(iv.ratio, iv.ci_low, iv.ci_high, 1.0, 1.0, 1.0, False, controlled, t))
+            continue
+        sd = math.sqrt(float(ses[i]) ** 2 + tau ** 2 + se_d ** 2)
+        l_c = float(logs[i]) - d
+        if sd > 0:
+            zs = l_c / sd
+            ps, pf = float(_st.norm.sf(zs)), float(_st.norm.cdf(zs))
+        else:
+            ps, pf = (0.0, 1.0) if l_c > 0 else ((1.0, 0.0) if l_c < 0 else (1.0, 1.0))
+        material = abs(d if controlled else own.get(i, 0.0)) >= math.log1p(t) / 2
+        out.append(Adjusted(math.exp(l_c), math.exp(float(logs[i]) - z * sd), math.exp(float(logs[i]) + z * sd),
+                            ps, pf, math.exp(d), material, controlled, t))
+    shift = math.exp(float(np.median(logs[ok]))) if m else math.nan
+    a = Assessment(cases=out, n=m, estimable=estimable, tau=tau, shift=shift, own_shift=own)
+    if not estimable:
+        a.notes.append(f"separate runs with {m} comparable case(s): too few to estimate the machine's drift; "
+                       "the verdicts rest on within-run evidence alone")
+    else:
+        a.notes.append(f"separate runs: median change over {m} cases {(shift - 1) * 100:+.1f}%, between-run "
+                       f"scatter {tau * 100:.1f}% (added to every case's uncertainty); each case is judged "
+                       "against the shift of the suite's other workloads")
+    return a
+
+
+def smoke(verdict: str, reason: str) -> tuple[str, str]:
+    """Rule 5: a comparison involving a --quick run never gives a confident verdict."""
+    if verdict in ("slower", "faster", "unchanged"):
+        return "inconclusive", f"--quick smoke run: too little sampling for a verdict ({verdict}: {reason})"
+    return verdict, reason
