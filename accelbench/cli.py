@@ -94,6 +94,11 @@ def run(
     interleave: Annotated[bool, typer.Option("--interleave", help="With --baseline: re-measure the baseline's "
                                              "suite and this one alternately in one session.")] = False,
     rounds: Annotated[int, typer.Option("--rounds", help="Interleaved rounds per case.")] = 20,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Measure on the workers of a Dask cluster: "
+                                                "tcp://host:port, a scheduler file, or local:N (docs/fleet.md).",
+                                                show_default=False)] = None,
+    mode: Annotated[str, typer.Option("--mode", help="With --cluster: each (the whole suite on every worker, "
+                                      "a run per device) or shard (cases split over identical workers).")] = "each",
 ) -> None:
     """Run every case of SUITE on the GPU (CuPy) and the CPU (NumPy), validate, time and report.
 
@@ -108,6 +113,8 @@ def run(
     s = suite_mod.load(suite)
     opts = RunOptions(backends=_backends(backend), filter=filter, quick=quick, out=out_dir,
                       counters=not no_counters, argv=sys.argv, strict_backend=backend != "all")
+    if cluster is not None:
+        raise typer.Exit(_run_fleet(s, opts, cluster, mode, as_json, baseline is not None or interleave))
     if baseline is not None or interleave:
         raise typer.Exit(_run_with_baseline(s, opts, baseline or "", interleave, rounds, as_json))
     progress = Progress(TextColumn("[bold]{task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
@@ -511,3 +518,37 @@ def profile_cmd(
     out.print(render(res["result"], model, batch))
     for b, why in res["skipped"].items():
         out.print(f"[yellow]{b} skipped:[/] {escape(why)}")
+
+# -- fleet (accelbench.fleet) --
+
+
+def _run_fleet(s: Any, opts: Any, cluster: str, mode: str, as_json: bool, with_baseline: bool) -> int:
+    """`run --cluster`: measure on a Dask cluster, one run directory per device (each) or per group of
+    identical workers (shard); returns the exit code (1 when a case failed or errored)."""
+    from .errors import UsageError
+    from .fleet import run_fleet
+    from .report import terminal
+
+    if with_baseline:
+        raise UsageError("--cluster cannot be combined with --baseline/--interleave; compare the runs afterwards")
+
+    def notify(msg: str) -> None:
+        err.print(f"[yellow]warning:[/] {escape(msg)}", soft_wrap=True)
+
+    def on_start(done: int, total: int, case: Any, b: str, worker: str) -> None:
+        if not as_json:
+            err.print(f"[{done}/{total}] {escape(f'{case.name} @{b}'[:70])} on {escape(worker)}", highlight=False)
+
+    res = run_fleet(s, opts, cluster, mode, notify=notify, on_start=on_start)
+    bad = 0
+    runs_json = []
+    for lane, r in zip(res.lanes, res.runs, strict=True):
+        counts = r.counts
+        bad += counts["failed"] + counts["error"]
+        runs_json.append({"lane": lane, "run_dir": str(r.run_dir), "counts": counts})
+        if not as_json:
+            terminal.render(r.cases, out, title=f"{s.name} on {lane}")
+            out.print(f"[bold]{terminal.summary_line(counts)}[/] on {escape(lane)}; results in {r.run_dir}")
+    if as_json:
+        _print_json({"mode": mode, "runs": runs_json, "warnings": res.warnings})
+    return EXIT_FAILED if bad else EXIT_OK

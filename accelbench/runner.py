@@ -208,13 +208,19 @@ def measure_case(case: Case, be: Backend, run_id: str, quick: bool = False,
     return rec
 
 
-def plan(suite: Suite, opts: RunOptions) -> tuple[list[tuple[Case, str]], dict[str, Backend]]:
-    """Select (case, backend) pairs and resolve backends; refuse what cannot fit or cannot run."""
+def select(suite: Suite, opts: RunOptions) -> list[tuple[Case, str]]:
+    """The (case, backend) pairs a run measures, in run order; UsageError when there are none."""
     pairs = suite.select(opts.backends, opts.filter)
     if not pairs:
         what = f" matching {opts.filter!r}" if opts.filter else ""
         raise UsageError(f"{suite.file}: no case{what} on backend(s) "
                          f"{', '.join(opts.backends or ['any'])}; `accelbench list` shows the cases")
+    return pairs
+
+
+def plan(suite: Suite, opts: RunOptions) -> tuple[list[tuple[Case, str]], dict[str, Backend]]:
+    """Select (case, backend) pairs and resolve backends; refuse what cannot fit or cannot run."""
+    pairs = select(suite, opts)
     wanted = sorted({b for _, b in pairs})
     bes = {b: backends.get(b) for b in wanted}
     if opts.strict_backend:
@@ -226,9 +232,10 @@ def plan(suite: Suite, opts: RunOptions) -> tuple[list[tuple[Case, str]], dict[s
     return pairs, bes
 
 
-def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_end: Hook | None = None
-              ) -> RunResult:
-    pairs, bes = plan(suite, opts)
+def open_run(suite: Suite, opts: RunOptions, env: dict[str, Any], options: dict[str, Any] | None = None
+             ) -> RunWriter:
+    """Create the run directory under ``opts.out`` for ``suite`` measured on the machine ``env``
+    describes (its fingerprint, with "peaks"); ``options`` adds to the recorded run options."""
     root = Path(opts.out)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -239,17 +246,33 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
         description=suite.description, started_at=now_iso(), accelbench_version=__version__,
         git=environment.git_info(), argv=list(opts.argv or sys.argv),
         options={"backends": opts.backends, "filter": opts.filter, "quick": opts.quick,
-                 "counters": opts.counters, "suite_yaml": suite.text},
-        environment=environment.fingerprint(with_gpu=True),
+                 "counters": opts.counters, "suite_yaml": suite.text, **(options or {})},
+        environment=env,
     )
+    try:
+        return RunWriter(root, run)
+    except OSError as e:
+        raise UsageError(f"{root}: cannot write results: {e.strerror}") from None
+
+
+def add_peaks(rec: CaseRecord, env: dict[str, Any]) -> None:
+    """Add the case's % of the measured peaks of its machine (``env["peaks"]``) to its throughput."""
+    from . import calibrate
+
+    if rec.status == "ok" and env.get("peaks"):
+        rec.throughput.update(calibrate.percent_of_peak(rec.model_dump(mode="json"), env["peaks"], env))
+
+
+def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_end: Hook | None = None
+              ) -> RunResult:
+    pairs, bes = plan(suite, opts)
+    env = environment.fingerprint(with_gpu=True)
     from . import calibrate
 
     # measured ceilings of this machine (from `accelbench calibrate`), so reports show % of peak
-    run.environment["peaks"] = calibrate.peaks_for(run.environment)
-    try:
-        writer = RunWriter(root, run)
-    except OSError as e:
-        raise UsageError(f"{root}: cannot write results: {e.strerror}") from None
+    env["peaks"] = calibrate.peaks_for(env)
+    writer = open_run(suite, opts, env)
+    run = writer.run
     sampler = CounterSampler(interval_s=opts.counter_interval_s, enabled=opts.counters)
     records: list[CaseRecord] = []
     status = "finished"
@@ -266,9 +289,7 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
                                      else be.reason)
             else:
                 rec = measure_case(case, be, run.run_id, quick=opts.quick, sampler=sampler)
-            if rec.status == "ok" and run.environment["peaks"]:
-                rec.throughput.update(calibrate.percent_of_peak(rec.model_dump(mode="json"),
-                                                                run.environment["peaks"], run.environment))
+            add_peaks(rec, run.environment)
             writer.append(rec)
             records.append(rec)
             if on_end:
