@@ -118,8 +118,8 @@ def _describe_self() -> dict[str, Any]:
 
     env = environment.fingerprint(with_gpu=True)
     env["peaks"] = calibrate.peaks_for(env)
-    return {"protocol": PROTOCOL, "accelbench_version": __version__, "fingerprint": env,
-            "fingerprint_id": fingerprint_id(env), "host": host_id(), "pid": os.getpid()}
+    return {"protocol": PROTOCOL, "accelbench_version": __version__, "fingerprint": env, "host": host_id(),
+            "pid": os.getpid()}
 
 
 def probe() -> dict[str, Any]:
@@ -128,11 +128,11 @@ def probe() -> dict[str, Any]:
 
 
 def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
-    """The Dask task: measure one spec with the worker protocol; the record and who measured it."""
+    """The Dask task: measure one spec with the worker protocol; the record and the process (pid) that
+    measured it (the client checks it is the worker it surveyed)."""
     from .worker import measure_spec
 
-    me = _describe_self()
-    return {"record": measure_spec(spec), "fingerprint_id": me["fingerprint_id"], "pid": me["pid"]}
+    return {"record": measure_spec(spec), "pid": _describe_self()["pid"]}
 
 
 # ---------------------------------------------------------------- client side
@@ -245,24 +245,35 @@ def connect(address: str, preload: tuple[str, ...] = (), timeout_s: float = 10.0
         client.close()
 
 
-def local_cluster(n: int, preload: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Any:
+def local_cluster(n: int, preload: tuple[str, ...] = (), envs: list[dict[str, str]] | None = None) -> Any:
     """N Nanny-managed worker processes of one thread each, with ``GPU=1, CPU=1`` and their own
     ``CUDA_VISIBLE_DEVICES`` (the i-th of this process's visible devices, or device i; none past the
-    list). ``preload`` names modules each worker imports first (workloads not shipped with accelbench)."""
+    list). ``preload`` names modules each worker imports first (workloads not shipped with accelbench);
+    ``envs[i]`` adds to worker i's environment."""
+    import dask
     from distributed import Nanny, Scheduler, SpecCluster
 
     parent = os.environ.get("CUDA_VISIBLE_DEVICES")
     devices = [d for d in parent.split(",") if d.strip()] if parent is not None else [str(i) for i in range(n)]
     workers = {}
     for i in range(n):
-        wenv = {"CUDA_VISIBLE_DEVICES": devices[i] if i < len(devices) else "", **(env or {})}
+        wenv = {"CUDA_VISIBLE_DEVICES": devices[i] if i < len(devices) else "",
+                **(envs[i] if envs and i < len(envs) else {})}
         if os.environ.get("PYTHONPATH"):
             wenv.setdefault("PYTHONPATH", os.environ["PYTHONPATH"])
         workers[f"local-{i}"] = {"cls": Nanny, "options": {
             "nthreads": 1, "resources": {"GPU": 1, "CPU": 1}, "env": wenv, "preload": list(preload),
             "silence_logs": logging.ERROR}}
-    return SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
-                       silence_logs=logging.ERROR)
+    # Dask's Nanny sets OMP/MKL/OPENBLAS_NUM_THREADS=1 (and a malloc trim threshold) in every worker it
+    # spawns; a CPU case would then run single-threaded BLAS, unlike a local run. Unset them (a value
+    # this process or envs[i] sets still wins).
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": None for k in NANNY_DEFAULT_ENV}):
+        return SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
+                           silence_logs=logging.ERROR)
+
+
+# what distributed's Nanny puts into every worker's environment by default (distributed.yaml)
+NANNY_DEFAULT_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
 
 
 def _short(e: BaseException) -> str:
@@ -295,7 +306,7 @@ def survey(client: Any, notify: Notify, addresses: list[str] | None = None) -> d
             continue
         out[addr] = WorkerInfo(address=addr, name=name, id=str(info[addr].get("id", "")), host=str(r["host"]),
                                resources=dict(info[addr].get("resources") or {}), fingerprint=r["fingerprint"],
-                               fingerprint_id=str(r["fingerprint_id"]), pid=int(r["pid"]),
+                               fingerprint_id=fingerprint_id(r["fingerprint"]), pid=int(r["pid"]),
                                accelbench_version=str(r["accelbench_version"]))
     return out
 
@@ -307,7 +318,8 @@ def _preload_modules(suite: Suite) -> tuple[str, ...]:
 
 def run_fleet(suite: Suite, opts: RunOptions, address: str, mode: str = "each", *,
               notify: Notify | None = None, on_start: StartHook | None = None, on_end: EndHook | None = None,
-              rejoin_s: float = 60.0, wait_workers_s: float = 10.0) -> FleetResult:
+              rejoin_s: float = 60.0, wait_workers_s: float = 10.0, connect_timeout_s: float = 10.0
+              ) -> FleetResult:
     """Measure ``suite`` on the workers of the Dask cluster at ``address``; one RunResult per run
     directory. Raises UsageError (no cluster, no usable worker), BackendUnavailable (the user asked for a
     backend no worker has) and Interrupted (Ctrl-C; every run directory closed as interrupted)."""
@@ -321,7 +333,7 @@ def run_fleet(suite: Suite, opts: RunOptions, address: str, mode: str = "each", 
         if notify:
             notify(msg)
 
-    with connect(address, preload=_preload_modules(suite)) as client:
+    with connect(address, preload=_preload_modules(suite), timeout_s=connect_timeout_s) as client:
         with contextlib.suppress(TimeoutError, OSError):
             client.wait_for_workers(1, timeout=wait_workers_s)
         workers = survey(client, warn)
@@ -329,6 +341,12 @@ def run_fleet(suite: Suite, opts: RunOptions, address: str, mode: str = "each", 
             raise UsageError(f"the Dask cluster at {address} has no worker that can run accelbench "
                              f"(worker protocol {PROTOCOL})")
         _check_backends(pairs, workers, opts)
+        if any(b == "cpu" for _, b in pairs):
+            for w in workers.values():
+                one = sorted(k for k, v in (w.fingerprint.get("threads_env") or {}).items() if str(v) == "1")
+                if one:
+                    warn(f"worker {w.name} measures the CPU with {', '.join(one)}=1 (Dask's Nanny sets them "
+                         "by default; docs/fleet.md says how to unset them): its CPU numbers are single-threaded")
         return _Dispatcher(client, suite, opts, address, mode, workers, pairs, warn, on_start, on_end,
                            rejoin_s).run(warnings)
 
@@ -466,8 +484,7 @@ class _Dispatcher:
         fut, lane, item, w = fl.future, fl.lane, fl.item, fl.worker
         if fut.status == "finished":
             res = fut.result()
-            rec = CaseRecord.model_validate({**res["record"], "worker": {**w.ref(), "pid": res["pid"],
-                                                                         "fingerprint_id": res["fingerprint_id"]}})
+            rec = CaseRecord.model_validate({**res["record"], "worker": {**w.ref(), "pid": res["pid"]}})
         elif fut.status == "error":
             e = fut.exception()
             if type(e).__name__ == "KilledWorker":
