@@ -333,6 +333,11 @@ MarkdownOpt = Annotated[Path | None, typer.Option("--markdown", help="Also write
                                                   "$GITHUB_STEP_SUMMARY) to FILE.")]
 
 
+ReferenceOpt = Annotated[str | None, typer.Option("--reference", help="Machine view: the machine the others "
+                                                  "are compared with (label, run directory or id, or 1-based "
+                                                  "position); default the first run.", show_default=False)]
+
+
 def _compare_options(threshold: str, alpha: float, metric: str, ignore: list[str] | None) -> Any:
     from .compare import CompareOptions, parse_fraction
 
@@ -366,6 +371,9 @@ def compare(
     ignore_param: IgnoreOpt = None,
     markdown: MarkdownOpt = None,
     as_json: JsonOpt = False,
+    machines: Annotated[bool, typer.Option("--machines", help="Machine against machine instead (runs from "
+                                           "different machines; `accelbench machines` takes any number).")] = False,
+    reference: ReferenceOpt = None,
 ) -> None:
     """Compare two runs case by case (ratio, CI, verdict), or GPU against CPU within one run.
 
@@ -374,6 +382,9 @@ def compare(
     from . import compare as cmp_mod
     from .report import markdown as md
 
+    if machines or reference is not None:
+        _machines_out([base, *([new] if new else [])], reference, metric, markdown, as_json)
+        return
     opts = _compare_options(threshold, alpha, metric, ignore_param)
     if new is None:
         run = cmp_mod.load_side(base)
@@ -552,3 +563,38 @@ def _run_fleet(s: Any, opts: Any, cluster: str, mode: str, as_json: bool, with_b
     if as_json:
         _print_json({"mode": mode, "runs": runs_json, "warnings": res.warnings})
     return EXIT_FAILED if bad else EXIT_OK
+
+
+@app.command("machines")
+@guarded
+def machines_cmd(
+    runs: Annotated[list[str], typer.Argument(help="Run directories from different machines, or a folder of "
+                                              "runs (a fleet's --out: every run in it).", show_default=False)],
+    reference: ReferenceOpt = None,
+    metric: MetricOpt = "median",
+    markdown: MarkdownOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Machine against machine, case by case: time, images/s, GFLOP/s, GB/s, energy per item and each
+    machine's speedup over the reference (a view, not a gate).
+
+    Example: accelbench machines results/fleet/ --reference H100
+    """
+    _machines_out(runs, reference, metric, markdown, as_json)
+
+
+def _machines_out(paths: list[str], reference: str | None, metric: str, markdown: Path | None,
+                  as_json: bool) -> None:
+    from . import compare as cmp_mod
+    from . import machines as mach
+    from .errors import UsageError
+    from .report import machines as render
+
+    if metric not in cmp_mod.METRICS:
+        raise UsageError(f"--metric {metric!r}: choose one of {', '.join(cmp_mod.METRICS)}")
+    v = mach.view([cmp_mod.load_side(p) for p in mach.expand(paths)], reference, metric)
+    if as_json:
+        _print_json(v.to_dict())
+    else:
+        sys.stdout.write(render.text(v))
+    _write_markdown(markdown, render.markdown(v))

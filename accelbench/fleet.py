@@ -281,10 +281,18 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
+def cluster_workers(client: Any) -> dict[str, dict[str, Any]]:
+    """The scheduler's workers now, by address. (Client.scheduler_info() can return the client's periodic
+    summary, which lists no workers, when that refresh lands between its fetch and its return: a fleet
+    would take every worker for dead.)"""
+    ident = client.sync(client.scheduler.identity, n_workers=-1)
+    return dict(ident.get("workers") or {})
+
+
 def survey(client: Any, notify: Notify, addresses: list[str] | None = None) -> dict[str, WorkerInfo]:
     """Probe the workers (all, or ``addresses``): the ones that speak this protocol, by address. Others are
     reported through ``notify`` and left out."""
-    info = client.scheduler_info()["workers"]
+    info = cluster_workers(client)
     targets = [a for a in (addresses if addresses is not None else list(info)) if a in info]
     if not targets:
         return {}
@@ -382,6 +390,8 @@ class _Dispatcher:
         self.token = hashlib.sha256(f"{time.time_ns()}-{os.getpid()}".encode()).hexdigest()[:10]
         self.done = 0
         self.total = 0
+        self.submitted = 0
+        self.turn: dict[str, int] = {}  # worker address -> when it was last given a case
 
     # ---- planning
 
@@ -445,7 +455,8 @@ class _Dispatcher:
         return [f.item.backend for f in self.flights.values() if f.worker.host == host]
 
     def _assign(self) -> None:
-        for addr, w in sorted(self.workers.items(), key=lambda kv: kv[1].name):
+        # the worker that waited longest goes first, so workers sharing a host take turns
+        for addr, w in sorted(self.workers.items(), key=lambda kv: (self.turn.get(kv[0], -1), kv[1].name)):
             if addr in self.flights:
                 continue
             lane = self.lane_of.get(w.name)
@@ -471,6 +482,7 @@ class _Dispatcher:
         key = f"accelbench-{self.token}-{self.lanes.index(lane)}-{item.index}"
         fut = self.client.submit(measure_task, spec, key=key, workers=[w.address], allow_other_workers=False,
                                  resources={RESOURCE[item.backend]: 1}, pure=False, retries=0)
+        self.turn[w.address] = self.submitted = self.submitted + 1
         policy = item.case.timing.quick() if self.opts.quick else item.case.timing
         now = time.monotonic()
         self.flights[w.address] = _Flight(fut, lane, item, w, now, now + policy.timeout_s + TIMEOUT_GRACE_S)
@@ -509,7 +521,7 @@ class _Dispatcher:
         self.warn(f"worker {w.name} ({w.address}) {why}")
 
     def _watch(self) -> None:
-        info = self.client.scheduler_info()["workers"]
+        info = cluster_workers(self.client)
         for addr, w in list(self.workers.items()):
             now = info.get(addr)
             if now is None:
