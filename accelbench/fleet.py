@@ -10,6 +10,8 @@ How the numbers stay honest
     it is started; ``local:N`` does it per worker) and advertises ``--resources GPU=1,CPU=1``. Every GPU
     case is submitted under ``resources={"GPU": 1}``, every CPU case under ``{"CPU": 1}``, so even another
     client's tasks that use the same resource names never share the device with a case.
+  * Workers that report the same GPU UUID (CUDA_VISIBLE_DEVICES not pinned) are warned about and never
+    measure GPU cases at the same time.
   * The client sends a worker its next case only when its last one has come back (one case in flight per
     worker), so a case never waits in a worker's queue behind another and a killed worker had exactly one
     case.
@@ -153,6 +155,12 @@ class WorkerInfo:
     def ref(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address, "host": self.host,
                 "fingerprint_id": self.fingerprint_id, "pid": self.pid}
+
+    @property
+    def gpu_uuid(self) -> str | None:
+        """The GPU its GPU cases run on (device 0 of its CUDA_VISIBLE_DEVICES), where it has one."""
+        g = self.fingerprint.get("gpu") or {}
+        return str(g["uuid"]) if g.get("available") and g.get("uuid") else None
 
     def describe(self) -> str:
         g = self.fingerprint.get("gpu") or {}
@@ -349,6 +357,14 @@ def run_fleet(suite: Suite, opts: RunOptions, address: str, mode: str = "each", 
             raise UsageError(f"the Dask cluster at {address} has no worker that can run accelbench "
                              f"(worker protocol {PROTOCOL})")
         _check_backends(pairs, workers, opts)
+        shared: dict[str, list[str]] = {}
+        for w in workers.values():
+            if w.gpu_uuid:
+                shared.setdefault(w.gpu_uuid, []).append(w.name)
+        for uuid, names in shared.items():
+            if len(names) > 1:
+                warn(f"workers {', '.join(sorted(names))} share GPU {uuid} (each worker should pin its own "
+                     "CUDA_VISIBLE_DEVICES): their GPU cases take turns")
         if any(b == "cpu" for _, b in pairs):
             for w in workers.values():
                 one = sorted(k for k, v in (w.fingerprint.get("threads_env") or {}).items() if str(v) == "1")
@@ -471,8 +487,9 @@ class _Dispatcher:
                     self.draining.add(w.host)  # let the host's other cases finish; start none meanwhile
                     continue
                 self.draining.discard(w.host)
-            elif "cpu" in busy or w.host in self.draining:
-                continue
+            elif "cpu" in busy or w.host in self.draining or (w.gpu_uuid is not None and any(
+                    f.item.backend == "gpu" and f.worker.gpu_uuid == w.gpu_uuid for f in self.flights.values())):
+                continue  # the host's CPU is taken, or this GPU is (workers that share one take turns)
             lane.queue.remove(item)
             self._submit(w, lane, item)
 
