@@ -120,8 +120,14 @@ def _describe_self() -> dict[str, Any]:
 
     env = environment.fingerprint(with_gpu=True)
     env["peaks"] = calibrate.peaks_for(env)
+    try:
+        import dask
+
+        profiler = bool(dask.config.get("distributed.worker.profile.enabled", default=False))
+    except ImportError:
+        profiler = False
     return {"protocol": PROTOCOL, "accelbench_version": __version__, "fingerprint": env, "host": host_id(),
-            "pid": os.getpid()}
+            "pid": os.getpid(), "profiler": profiler}
 
 
 def probe() -> dict[str, Any]:
@@ -151,10 +157,11 @@ class WorkerInfo:
     fingerprint_id: str
     pid: int
     accelbench_version: str
+    profiler: bool = False  # Dask's statistical profiler samples the measuring thread's stack every 10 ms
 
     def ref(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address, "host": self.host,
-                "fingerprint_id": self.fingerprint_id, "pid": self.pid}
+                "fingerprint_id": self.fingerprint_id, "pid": self.pid, "dask_profiler": self.profiler}
 
     @property
     def gpu_uuid(self) -> str | None:
@@ -224,7 +231,12 @@ def connect(address: str, preload: tuple[str, ...] = (), timeout_s: float = 10.0
             n = 0
         if n < 1:
             raise UsageError(f"--cluster {address!r}: local:N needs a worker count N >= 1")
-        cluster = local_cluster(n, preload=preload)
+        try:
+            cluster = local_cluster(n, preload=preload)
+        except (RuntimeError, OSError, TimeoutError) as e:
+            cause = e.__cause__ or e
+            raise UsageError(f"--cluster {address}: could not start the local Dask workers ({_short(cause)})"
+                             ) from None
         try:
             with Client(cluster) as client:
                 yield client
@@ -271,7 +283,9 @@ def local_cluster(n: int, preload: tuple[str, ...] = (), envs: list[dict[str, st
             wenv.setdefault("PYTHONPATH", os.environ["PYTHONPATH"])
         workers[f"local-{i}"] = {"cls": Nanny, "options": {
             "nthreads": 1, "resources": {"GPU": 1, "CPU": 1}, "env": wenv, "preload": list(preload),
-            "silence_logs": logging.ERROR}}
+            "silence_logs": logging.ERROR, "memory_limit": 0,
+            # the Nanny merges this shallowly over the whole configuration: hand it the whole of it
+            "config": dask.config.merge(dask.config.config, WORKER_CONFIG)}}
     # Dask's Nanny sets OMP/MKL/OPENBLAS_NUM_THREADS=1 (and a malloc trim threshold) in every worker it
     # spawns; a CPU case would then run single-threaded BLAS, unlike a local run. Unset them (a value
     # this process or envs[i] sets still wins).
@@ -279,6 +293,12 @@ def local_cluster(n: int, preload: tuple[str, ...] = (), envs: list[dict[str, st
         return SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
                            silence_logs=logging.ERROR)
 
+
+# Dask settings of a worker that measures: no statistical profiler (it walks the measuring thread's stack
+# every 10 ms under the GIL), no GIL-contention monitor; memory_limit 0 keeps the Nanny from killing a
+# worker whose case needs most of the host's memory.
+WORKER_CONFIG = {"distributed": {"worker": {"profile": {"enabled": False}},
+                                 "admin": {"system-monitor": {"gil": {"enabled": False}}}}}
 
 # what distributed's Nanny puts into every worker's environment by default (distributed.yaml)
 NANNY_DEFAULT_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
@@ -323,7 +343,7 @@ def survey(client: Any, notify: Notify, addresses: list[str] | None = None) -> d
         out[addr] = WorkerInfo(address=addr, name=name, id=str(info[addr].get("id", "")), host=str(r["host"]),
                                resources=dict(info[addr].get("resources") or {}), fingerprint=r["fingerprint"],
                                fingerprint_id=fingerprint_id(r["fingerprint"]), pid=int(r["pid"]),
-                               accelbench_version=str(r["accelbench_version"]))
+                               accelbench_version=str(r["accelbench_version"]), profiler=bool(r.get("profiler")))
     return out
 
 
@@ -365,6 +385,11 @@ def run_fleet(suite: Suite, opts: RunOptions, address: str, mode: str = "each", 
             if len(names) > 1:
                 warn(f"workers {', '.join(sorted(names))} share GPU {uuid} (each worker should pin its own "
                      "CUDA_VISIBLE_DEVICES): their GPU cases take turns")
+        for w in workers.values():
+            if w.profiler:
+                warn(f"worker {w.name} runs Dask's statistical profiler (distributed.worker.profile.enabled), "
+                     "which samples the measuring thread every 10 ms and slows what it measures; docs/fleet.md "
+                     "says how to turn it off")
         if any(b == "cpu" for _, b in pairs):
             for w in workers.values():
                 one = sorted(k for k, v in (w.fingerprint.get("threads_env") or {}).items() if str(v) == "1")

@@ -2,7 +2,7 @@
 
 One cluster serves the module: three single-thread workers, two alike (told apart as CPUs by
 ACCELBENCH_HOST, so they may measure CPU cases side by side) and one started with OMP_NUM_THREADS=1,
-which changes its fingerprint. The kill test has a cluster of its own.
+which changes its fingerprint. The kill test kills one of the pair and waits for its Nanny to bring it back.
 """
 
 from __future__ import annotations
@@ -82,6 +82,11 @@ def test_shard_groups_workers_by_fingerprint_and_splits_cases(cluster: Any, tmp_
     assert [w["name"] for w in odd.run.options["fleet"]["workers"]] == ["local-2"]
     assert sorted(w["name"] for w in pair.run.options["fleet"]["workers"]) == ["local-0", "local-1"]
     assert odd.run.environment["threads_env"] == {"OMP_NUM_THREADS": "1"}
+    # local_cluster's workers run without Dask's profiler and without the Nanny's BLAS=1 default
+    assert [w["dask_profiler"] for r in res.runs for w in r.run.options["fleet"]["workers"]] == [False] * 3
+    assert [x for x in res.warnings if "profiler" in x or "=1" in x] == \
+        ["worker local-2 measures the CPU with OMP_NUM_THREADS=1 (Dask's Nanny sets them by default; docs/fleet.md "
+         "says how to unset them): its CPU numbers are single-threaded"]
     assert "OMP_NUM_THREADS" not in pair.run.environment["threads_env"]
     want = sorted(c.case_id("cpu") for c in s.cases)
     for r in res.runs:
@@ -151,15 +156,17 @@ def test_bad_cluster_addresses_are_one_line_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "res").exists()
 
 
-def _dask_worker(address: str, name: str, pythonpath: Path) -> subprocess.Popen[bytes]:
+def _dask_worker(address: str, name: str, pythonpath: Path, resources: str = "GPU=1,CPU=1"
+                 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    res = ["--resources", resources] if resources else []
     return subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--name", name,
-                             "--nthreads", "1", "--resources", "GPU=1,CPU=1", "--no-dashboard", "--no-nanny"],
+                             "--nthreads", "1", *res, "--no-dashboard", "--no-nanny"],
                             env=env, cwd=pythonpath, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.mark.slow
-def test_workers_without_accelbench_or_with_another_protocol_are_left_out(cluster: Any, tmp_path: Path) -> None:
+def test_workers_without_accelbench_another_protocol_or_no_resources(cluster: Any, tmp_path: Path) -> None:
     # a worker where `accelbench` is an unrelated empty folder, and one with an accelbench that speaks protocol 0
     (tmp_path / "none" / "accelbench").mkdir(parents=True)
     old = tmp_path / "old" / "accelbench"
@@ -167,12 +174,13 @@ def test_workers_without_accelbench_or_with_another_protocol_are_left_out(cluste
     (old / "__init__.py").write_text("__version__ = '0.0.1'\n")
     (old / "fleet.py").write_text("def probe():\n    return {'protocol': 0, 'accelbench_version': '0.0.1'}\n")
     procs = [_dask_worker(cluster.scheduler_address, "no-ab", tmp_path / "none"),
-             _dask_worker(cluster.scheduler_address, "old-ab", tmp_path / "old")]
+             _dask_worker(cluster.scheduler_address, "old-ab", tmp_path / "old"),
+             _dask_worker(cluster.scheduler_address, "no-res", REPO, resources="")]  # a plain `dask worker`
     try:
         from distributed import Client
 
         with Client(cluster.scheduler_address) as c:
-            c.wait_for_workers(5, timeout=60)
+            c.wait_for_workers(6, timeout=60)
         s = suite_mod.load(suite_file(tmp_path, "  - workload: t_scale\n"))
         res = fleet.run_fleet(s, RunOptions(out=tmp_path / "res"), cluster.scheduler_address, "each")
     finally:
@@ -180,47 +188,55 @@ def test_workers_without_accelbench_or_with_another_protocol_are_left_out(cluste
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
-    assert sorted(res.lanes) == ["local-0", "local-1", "local-2"]
+    assert sorted(res.lanes) == ["local-0", "local-1", "local-2", "no-res"]
+    (plain,) = [r for lane, r in zip(res.lanes, res.runs, strict=True) if lane == "no-res"]
+    assert [c.status for c in plain.cases] == ["skipped"]
+    assert "offers the CPU resource" in plain.cases[0].message and "--resources CPU=1" in plain.cases[0].message
     text = "\n".join(res.warnings)
     assert "no-ab" in text and "accelbench is not importable there" in text
     assert "old-ab" in text and "worker protocol 0 (accelbench 0.0.1)" in text
+    assert "worker no-res runs Dask's statistical profiler" in text  # a plain `dask worker` has it on
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_case_records_the_case_as_error_and_the_rest_moves_on(tmp_path: Path) -> None:
-    """SIGKILL the worker measuring the first case: that case is an error naming the worker and is not
-    retried; every other case is measured (by the other worker or the Nanny's restarted one)."""
+def test_a_worker_killed_mid_case_records_the_case_as_error_and_the_rest_moves_on(cluster: Any, tmp_path: Path
+                                                                                 ) -> None:
+    """SIGKILL the worker measuring the first case of the alike pair: that case is an error naming the worker
+    and is not retried; every other case is measured (by the other worker or the Nanny's restarted one)."""
     from distributed import Client
 
-    with kept_environ():
-        c = fleet.local_cluster(2, preload=PRELOAD, envs=ENVS[:2])
+    with Client(cluster.scheduler_address) as client:
+        names = {a: w["name"] for a, w in fleet.cluster_workers(client).items()}
+        pids = {names[a]: pid for a, pid in client.run(os.getpid).items()}
+    slow = "timing: {min_samples: 1000, min_time_s: 1.0, max_time_s: 1.0, warmup: 0, warmup_time_s: 0.0}"
+    s = suite_mod.load(suite_file(tmp_path, "  - workload: t_slow\n    params: {sleep_s: [0.01, 0.011, 0.012, "
+                                            "0.013, 0.014, 0.015]}\n", timing=slow))
+    killed: list[tuple[str, str]] = []
+
+    def on_start(done: int, total: int, case: Any, b: str, worker: str) -> None:
+        if not killed and worker in ("local-0", "local-1"):
+            killed.append((case.case_id(b), worker))
+            threading.Timer(0.5, os.kill, (pids[worker], signal.SIGKILL)).start()
+
     try:
-        with Client(c.scheduler_address) as client:
-            pids = {client.scheduler_info()["workers"][a]["name"]: pid for a, pid in client.run(os.getpid).items()}
-        slow = "timing: {min_samples: 1000, min_time_s: 1.0, max_time_s: 1.0, warmup: 0, warmup_time_s: 0.0}"
-        s = suite_mod.load(suite_file(tmp_path, "  - workload: t_slow\n    params: {sleep_s: [0.01, 0.011, 0.012, "
-                                                "0.013, 0.014, 0.015]}\n", timing=slow))
-        killed: list[str] = []
-
-        def on_start(done: int, total: int, case: Any, b: str, worker: str) -> None:
-            if not killed:
-                killed.append(case.case_id(b))
-                threading.Timer(0.5, os.kill, (pids[worker], signal.SIGKILL)).start()
-
-        t0 = time.monotonic()
-        res = fleet.run_fleet(s, RunOptions(out=tmp_path / "res"), c.scheduler_address, "shard", on_start=on_start)
-        took = time.monotonic() - t0
+        res = fleet.run_fleet(s, RunOptions(out=tmp_path / "res"), cluster.scheduler_address, "shard",
+                              on_start=on_start)
     finally:
-        c.close()
-    (r,) = res.runs
-    run, cases = results.read_run(r.run_dir)
+        with Client(cluster.scheduler_address) as client:  # leave the module's cluster whole for the others
+            client.wait_for_workers(3, timeout=120)
+            client.run(fleet.probe)
+    (pair,) = [r for r in res.runs if len(r.run.options["fleet"]["workers"]) == 2]
+    run, cases = results.read_run(pair.run_dir)
     assert run.status == "finished" and len(cases) == 6
     by = {x.case_id: x for x in cases}
-    dead = by[killed[0]]
-    assert dead.status == "error" and "died while measuring this case" in dead.message, dead.message
-    assert "not retried" in dead.message
-    assert all(x.status == "ok" for k, x in by.items() if k != killed[0])
-    assert took < 120
+    (case_id, worker), = killed
+    dead = by[case_id]
+    assert dead.status == "error" and f"worker {worker}" in dead.message, dead.message
+    assert "died while measuring this case" in dead.message and "not retried" in dead.message
+    assert all(x.status == "ok" for k, x in by.items() if k != case_id)
+    assert f"worker {worker}" in "\n".join(res.warnings)
+    (odd,) = [r for r in res.runs if r is not pair]
+    assert odd.counts["ok"] == 6  # the other group never noticed
 
 
 @pytest.mark.slow
