@@ -222,6 +222,23 @@ EndHook = Callable[[int, int, CaseRecord], None]  # done, total, record
 def connect(address: str, preload: tuple[str, ...] = (), timeout_s: float = 10.0) -> Iterator[Any]:
     """A Client for ``address``: ``tcp://host:port`` (or host:port) of a running scheduler, a scheduler
     file, or ``local:N`` (N worker processes on this machine, one per GPU where there are GPUs)."""
+    import distributed  # noqa: F401  (configures its loggers, whose levels are set here)
+
+    # distributed logs every lost connection and restart at ERROR with a traceback; the fleet reports each
+    # fault itself, in one line
+    logs = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
+            if n == "distributed" or n.startswith("distributed.")]
+    levels = [lg.level for lg in logs]
+    for lg in logs:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield from _connect(address, preload, timeout_s)
+    finally:
+        for lg, lv in zip(logs, levels, strict=True):
+            lg.setLevel(lv)
+
+
+def _connect(address: str, preload: tuple[str, ...], timeout_s: float) -> Iterator[Any]:
     from distributed import Client
 
     if address.startswith("local:"):
@@ -302,6 +319,14 @@ WORKER_CONFIG = {"distributed": {"worker": {"profile": {"enabled": False}},
 
 # what distributed's Nanny puts into every worker's environment by default (distributed.yaml)
 NANNY_DEFAULT_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
+
+
+def _connection_lost(e: BaseException) -> bool:
+    """The client lost its scheduler: a closed comm, or futures cancelled because of it."""
+    if isinstance(e, (OSError, TimeoutError)):
+        return True
+    return type(e).__name__ in ("FuturesCancelledError", "CancelledError", "CommClosedError") and \
+        ("connection" in str(e).lower() or type(e).__name__ == "CommClosedError")
 
 
 def _short(e: BaseException) -> str:
@@ -634,8 +659,10 @@ class _Dispatcher:
             status = "interrupted"
             with contextlib.suppress(Exception):
                 self.client.cancel([f.future for f in self.flights.values()], force=True)
-        except (OSError, TimeoutError) as e:
-            status = "interrupted"
+        except BaseException as e:
+            status = "interrupted"  # whatever happened, the run directories say they are incomplete
+            if not _connection_lost(e):
+                raise
             lost = UsageError(f"lost the Dask scheduler at {self.address} ({_short(e)}); the finished cases "
                               f"are kept in {', '.join(str(lane.writer.dir) for lane in self.lanes)}")
         finally:
