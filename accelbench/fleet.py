@@ -452,7 +452,6 @@ class _Dispatcher:
         self.lanes: list[_Lane] = []
         self.lane_of: dict[str, _Lane] = {}  # worker name -> lane
         self.rejected: set[str] = set()  # addresses probed and left out
-        self.draining: set[str] = set()  # hosts where a CPU case waits for the host to be free
         self.token = hashlib.sha256(f"{time.time_ns()}-{os.getpid()}".encode()).hexdigest()[:10]
         self.done = 0
         self.total = 0
@@ -520,26 +519,35 @@ class _Dispatcher:
     def _host_busy(self, host: str) -> list[str]:
         return [f.item.backend for f in self.flights.values() if f.worker.host == host]
 
+    def _next_item(self, w: WorkerInfo) -> tuple[_Lane, _Item] | None:
+        """The first case of ``w``'s lane it has the resource for, if it is idle and in a lane."""
+        lane = self.lane_of.get(w.name)
+        if w.address in self.flights or lane is None or w.name not in lane.members:
+            return None
+        item = next((it for it in lane.queue if w.resources.get(RESOURCE[it.backend], 0) >= 1), None)
+        return (lane, item) if item is not None else None
+
     def _assign(self) -> None:
         # the worker that waited longest goes first, so workers sharing a host take turns
-        for addr, w in sorted(self.workers.items(), key=lambda kv: (self.turn.get(kv[0], -1), kv[1].name)):
-            if addr in self.flights:
+        order = sorted(self.workers.values(), key=lambda w: (self.turn.get(w.address, -1), w.name))
+        # hosts where a CPU case waits for the host to be free: start nothing else there meanwhile
+        draining: set[str] = set()
+        for w in order:
+            nxt = self._next_item(w)
+            if nxt is not None and nxt[1].backend == "cpu" and self._host_busy(w.host):
+                draining.add(w.host)
+        for w in order:
+            nxt = self._next_item(w)  # again: a worker before it in this pass may have taken its case
+            if nxt is None:
                 continue
-            lane = self.lane_of.get(w.name)
-            if lane is None or w.name not in lane.members:
-                continue
-            item = next((it for it in lane.queue if w.resources.get(RESOURCE[it.backend], 0) >= 1), None)
-            if item is None:
-                continue
+            lane, item = nxt
             busy = self._host_busy(w.host)
             if item.backend == "cpu":
                 if busy:
-                    self.draining.add(w.host)  # let the host's other cases finish; start none meanwhile
                     continue
-                self.draining.discard(w.host)
-            elif "cpu" in busy or w.host in self.draining or (w.gpu_uuid is not None and any(
+            elif "cpu" in busy or w.host in draining or (w.gpu_uuid is not None and any(
                     f.item.backend == "gpu" and f.worker.gpu_uuid == w.gpu_uuid for f in self.flights.values())):
-                continue  # the host's CPU is taken, or this GPU is (workers that share one take turns)
+                continue  # the host's CPU is taken or wanted, or this GPU is (workers sharing one take turns)
             lane.queue.remove(item)
             self._submit(w, lane, item)
 
@@ -578,8 +586,11 @@ class _Dispatcher:
     def _lost(self, w: WorkerInfo, why: str) -> None:
         """Worker ``w`` is gone (died, restarted, removed): its case in flight is an error, not retried."""
         self.workers.pop(w.address, None)
-        fl = self.flights.pop(w.address, None)
-        if fl is not None:
+        fl = self.flights.get(w.address)
+        if fl is not None and fl.future.status == "finished":
+            self._land(fl)  # it came back just before its worker went
+        elif fl is not None:
+            del self.flights[w.address]
             fl.future.cancel()
             self._record(fl.lane, self._error(fl.lane, fl.item, "error",
                                               f"worker {w.name} ({w.address}) {why} while measuring this "
@@ -624,15 +635,22 @@ class _Dispatcher:
                     continue
                 self.workers[addr] = w
         for lane in self.lanes:
-            if self._members(lane) or not lane.queue:
+            # cases no worker of the lane can take any more (gone, or none left with their resource)
+            members = self._members(lane)
+            stuck = [it for it in lane.queue
+                     if not any(w.resources.get(RESOURCE[it.backend], 0) >= 1 for w in members)]
+            if not stuck:
                 lane.orphaned_at = None
             elif lane.orphaned_at is None:
                 lane.orphaned_at = t
             elif t - lane.orphaned_at > self.rejoin_s:
-                while lane.queue:
-                    self._record(lane, self._error(lane, lane.queue.popleft(), "error",
-                                                   f"no worker of this run left (waited {self.rejoin_s:g} s "
+                for it in stuck:
+                    lane.queue.remove(it)
+                    self._record(lane, self._error(lane, it, "error",
+                                                   f"no worker of this run left that offers the "
+                                                   f"{RESOURCE[it.backend]} resource (waited {self.rejoin_s:g} s "
                                                    "for one to come back)"))
+                lane.orphaned_at = None
 
     def run(self, warnings: list[str]) -> FleetResult:
         from distributed import wait
