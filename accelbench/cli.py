@@ -113,6 +113,11 @@ def run(
     isolate: Annotated[bool, typer.Option("--isolate", help="Measure each case in a spawned worker process: a "
                                           "crash, an OOM kill or a hang in native code ends the worker, "
                                           "not the run.")] = False,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Measure on the workers of a Dask cluster: "
+                                                "tcp://host:port, a scheduler file, or local:N (docs/fleet.md).",
+                                                show_default=False)] = None,
+    mode: Annotated[str, typer.Option("--mode", help="With --cluster: each (the whole suite on every worker, "
+                                      "a run per device) or shard (cases split over identical workers).")] = "each",
 ) -> None:
     """Run every case of SUITE on the GPU (CuPy) and the CPU (NumPy), validate, time and report.
 
@@ -127,6 +132,8 @@ def run(
     s = suite_mod.load(suite)
     opts = RunOptions(backends=_backends(backend), filter=filter, quick=quick, out=out_dir,
                       counters=not no_counters, argv=sys.argv, strict_backend=backend != "all", isolate=isolate)
+    if cluster is not None:
+        raise typer.Exit(_run_fleet(s, opts, cluster, mode, as_json, baseline is not None or interleave))
     if baseline is not None or interleave:
         raise typer.Exit(_run_with_baseline(s, opts, baseline or "", interleave, rounds, as_json,
                                             allow_different_machines))
@@ -324,6 +331,11 @@ MarkdownOpt = Annotated[Path | None, typer.Option("--markdown", help="Also write
                                                   "$GITHUB_STEP_SUMMARY) to FILE.")]
 
 
+ReferenceOpt = Annotated[str | None, typer.Option("--reference", help="Machine view: the machine the others "
+                                                  "are compared with (label, run directory or id, or 1-based "
+                                                  "position); default the first run.", show_default=False)]
+
+
 def _compare_options(threshold: str, alpha: float, metric: str, ignore: list[str] | None) -> Any:
     from .compare import CompareOptions, parse_fraction
 
@@ -390,6 +402,9 @@ def compare(
     ignore_param: IgnoreOpt = None,
     markdown: MarkdownOpt = None,
     as_json: JsonOpt = False,
+    machines: Annotated[bool, typer.Option("--machines", help="Machine against machine instead (runs from "
+                                           "different machines; `accelbench machines` takes any number).")] = False,
+    reference: ReferenceOpt = None,
 ) -> None:
     """Compare two runs case by case (ratio, CI, verdict), or GPU against CPU within one run.
 
@@ -398,6 +413,9 @@ def compare(
     from . import compare as cmp_mod
     from .report import markdown as md
 
+    if machines or reference is not None:
+        _machines_out([base, *([new] if new else [])], reference, metric, markdown, as_json)
+        return
     opts = _compare_options(threshold, alpha, metric, ignore_param)
     if new is None:
         from .report import view
@@ -672,3 +690,74 @@ def ab_cmd(
         head = f"FAIL, {len(c.regressions)} regression(s)" if c.regressions else "ok, no regression"
         sys.stdout.write(f"ab: {head} ({counts})\n")
     raise typer.Exit(EXIT_FAILED if c.regressions else EXIT_OK)
+
+# -- fleet (accelbench.fleet) --
+
+
+def _run_fleet(s: Any, opts: Any, cluster: str, mode: str, as_json: bool, with_baseline: bool) -> int:
+    """`run --cluster`: measure on a Dask cluster, one run directory per device (each) or per group of
+    identical workers (shard); returns the exit code (1 when a case failed or errored)."""
+    from .compare import LoadedRun
+    from .errors import UsageError
+    from .fleet import run_fleet
+    from .report import terminal, view
+
+    if with_baseline:
+        raise UsageError("--cluster cannot be combined with --baseline/--interleave; compare the runs afterwards")
+
+    def notify(msg: str) -> None:
+        err.print(f"[yellow]warning:[/] {term(msg)}", soft_wrap=True)
+
+    def on_start(done: int, total: int, case: Any, b: str, worker: str) -> None:
+        if not as_json:
+            err.print(f"[{done}/{total}] {term(f'{case.name} @{b}'[:70])} on {term(worker)}", highlight=False)
+
+    res = run_fleet(s, opts, cluster, mode, notify=notify, on_start=on_start)
+    bad = 0
+    runs_json = []
+    for lane, r in zip(res.lanes, res.runs, strict=True):
+        counts = r.counts
+        bad += counts["failed"] + counts["error"]
+        runs_json.append({"lane": lane, "run_dir": str(r.run_dir), "counts": counts})
+        if not as_json:
+            terminal.render(view.run_view(LoadedRun(r.run, r.cases, str(r.run_dir))), out,
+                            title=f"{s.name} on {lane}")
+            out.print(f"[bold]{terminal.summary_line(counts)}[/] on {term(lane)}; results in {r.run_dir}")
+    if as_json:
+        _print_json({"mode": mode, "runs": runs_json, "warnings": res.warnings})
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+@app.command("machines")
+@guarded
+def machines_cmd(
+    runs: Annotated[list[str], typer.Argument(help="Run directories from different machines, or a folder of "
+                                              "runs (a fleet's --out: every run in it).", show_default=False)],
+    reference: ReferenceOpt = None,
+    metric: MetricOpt = "median",
+    markdown: MarkdownOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Machine against machine, case by case: time, images/s, GFLOP/s, GB/s, energy per item and each
+    machine's speedup over the reference (a view, not a gate).
+
+    Example: accelbench machines results/fleet/ --reference H100
+    """
+    _machines_out(runs, reference, metric, markdown, as_json)
+
+
+def _machines_out(paths: list[str], reference: str | None, metric: str, markdown: Path | None,
+                  as_json: bool) -> None:
+    from . import compare as cmp_mod
+    from . import machines as mach
+    from .errors import UsageError
+    from .report import machines as render
+
+    if metric not in cmp_mod.METRICS:
+        raise UsageError(f"--metric {metric!r}: choose one of {', '.join(cmp_mod.METRICS)}")
+    v = mach.view([cmp_mod.load_side(p) for p in mach.expand(paths)], reference, metric)
+    if as_json:
+        _print_json(v.to_dict())
+    else:
+        sys.stdout.write(render.text(v))
+    _write_markdown(markdown, render.markdown(v))

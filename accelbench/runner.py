@@ -289,13 +289,19 @@ def _record_error(rec: CaseRecord, e: Exception) -> None:
         rec.message = f"{type(e).__name__}: {e}{where}"
 
 
-def plan(suite: Suite, opts: RunOptions) -> tuple[list[tuple[Case, str]], dict[str, Backend]]:
-    """Select (case, backend) pairs and resolve backends; refuse what cannot fit or cannot run."""
+def select(suite: Suite, opts: RunOptions) -> list[tuple[Case, str]]:
+    """The (case, backend) pairs a run measures, in run order; UsageError when there are none."""
     pairs = suite.select(opts.backends, opts.filter)
     if not pairs:
         what = f" matching {opts.filter!r}" if opts.filter else ""
         raise UsageError(f"{suite.file}: no case{what} on backend(s) "
                          f"{', '.join(opts.backends or ['any'])}; `accelbench list` shows the cases")
+    return pairs
+
+
+def plan(suite: Suite, opts: RunOptions) -> tuple[list[tuple[Case, str]], dict[str, Backend]]:
+    """Select (case, backend) pairs and resolve backends; refuse what cannot fit or cannot run."""
+    pairs = select(suite, opts)
     wanted = sorted({b for _, b in pairs})
     bes = {b: backends.get(b) for b in wanted}
     if opts.strict_backend:
@@ -330,6 +336,14 @@ def open_run(root: Path, run: RunRecord) -> RunWriter:
         return RunWriter(root, run)
     except OSError as e:
         raise UsageError(f"{root}: cannot write results: {e.strerror}") from None
+
+
+def add_peaks(rec: CaseRecord, env: dict[str, Any]) -> None:
+    """Add the case's % of the measured peaks of its machine (``env["peaks"]``) to its throughput."""
+    from . import calibrate
+
+    if rec.status == "ok" and env.get("peaks"):
+        rec.throughput.update(calibrate.percent_of_peak(rec.model_dump(mode="json"), env["peaks"], env))
 
 
 def close_run(writer: RunWriter, interrupted: bool, records: list[CaseRecord]) -> None:
@@ -380,9 +394,7 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
                     rec = executor.measure(case, b, run.run_id)
                 else:
                     rec = run_case(case, b, bes[b], run.run_id, quick=opts.quick, sampler=sampler)
-                if rec.status == "ok" and run.environment["peaks"]:
-                    rec.throughput.update(calibrate.percent_of_peak(rec.model_dump(mode="json"),
-                                                                    run.environment["peaks"], run.environment))
+                add_peaks(rec, run.environment)
                 with sig.shield():
                     writer.append(rec)
                     records.append(rec)
