@@ -180,7 +180,7 @@ def pair_order(order: str, rnd: int, index: int, rng: random.Random) -> tuple[st
 
 
 def _other_cores(rec: CaseRecord) -> float:
-    c = getattr(rec, "contention", None)
+    c = rec.contention
     return float(c.get("other_cores", 0.0)) if isinstance(c, dict) else 0.0
 
 
@@ -300,7 +300,7 @@ def run_ab(suite_file: str | Path, base_env: str, new_env: str, opts: AbOptions,
                 continue
             rec = merge_rounds(recs, None, sides[r].cases[cid]["backend"], writers[r].run.run_id)
             summary = contention_summary(recs, limit)
-            rec.contention = {"per_round_other_cores": [_other_cores(x) for x in recs],  # type: ignore[attr-defined]
+            rec.contention = {"per_round_other_cores": [_other_cores(x) for x in recs],
                               "limit_cores": limit, **summary}
             contention[cid][r] = summary
             writers[r].append(rec)

@@ -118,6 +118,10 @@ class CaseRecord(_Rec):
     thresholds: dict[str, float] = Field(default_factory=dict)  # per-workload gate thresholds from the suite
     started_at: str = ""
     duration_s: float = 0.0
+    # measured outside this process: the CPU other processes took while it ran (accelbench.worker.contention;
+    # A/B rounds keep a list per round) and which worker measured it (a fleet's worker name, host, fingerprint)
+    contention: dict[str, Any] | None = None
+    worker: dict[str, Any] | None = None
 
     @property
     def key(self) -> CaseKey:

@@ -182,9 +182,8 @@ def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
                     sampler.stop()
                 if rounds > 1:  # the record names the case as the whole run measures it, not one round
                     rec.definition_hash = case.definition_hash(case.timing.quick() if quick else None)
-                out = rec.model_dump(mode="json")
-                out["contention"] = contention(t0, t1, os.cpu_count())
-                return out
+                rec.contention = contention(t0, t1, os.cpu_count())
+                return rec.model_dump(mode="json")
     raise WorkerError(f"{s['file']}: no case {want!r} in this suite")
 
 

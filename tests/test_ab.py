@@ -81,7 +81,7 @@ def test_ab_of_identical_envs_passes_and_a_planted_slowdown_fails_the_gate(envs:
     for c in bc + nc:  # every sample carries its round; every record what other processes took
         assert c.status == "ok" and sorted(set(c.timing.rounds)) == list(range(6))  # type: ignore[union-attr]
         assert c.timing.method == "cpu-process_time"  # type: ignore[union-attr]
-        assert len(c.contention["per_round_other_cores"]) == 6  # type: ignore[attr-defined]
+        assert len(c.contention["per_round_other_cores"]) == 6
 
 
 @pytest.mark.slow
