@@ -463,6 +463,10 @@ def parse(text: str, file: str = "<suite>", suite_dir: Path | None = None) -> Su
 
 def load(path: str | Path) -> Suite:
     p = Path(path)
+    if p.suffix.lower() == ".onnx":  # a model file: its inference sweep (accelbench.onnx.commands)
+        from .onnx.commands import suite_for_model
+
+        return suite_for_model(p)
     if not p.exists():
         raise SuiteError("no such file", str(p))
     if p.is_dir():
