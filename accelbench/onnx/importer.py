@@ -98,7 +98,7 @@ def load(source: str | os.PathLike[str] | Any, file: str | None = None, check: b
         if any(uses_external_data(t) for t in model.graph.initializer):
             try:
                 load_external_data_for_model(model, str(path.resolve().parent))
-            except (OSError, ValueError) as e:
+            except Exception as e:  # OSError, ValueError, onnx.checker.ValidationError
                 raise ModelError(f"external data cannot be read: {_first_line(e)}", file) from None
     else:
         model = source

@@ -87,29 +87,33 @@ def model_path(model: str, base: Path) -> Path:
 
 
 @functools.lru_cache(maxsize=8)
-def _loaded(path: str, shown: str, mtime: float, size: int) -> LoadedModel:
+def _loaded(path: str, shown: str, stamp: tuple[float, ...]) -> LoadedModel:
     return load_checked(path, shown)
 
 
+def _stamp(p: Path) -> tuple[float, ...]:
+    """Changes when the file or its folder (external data files added or removed) changes."""
+    st = p.stat()
+    return (st.st_mtime, float(st.st_size), p.resolve().parent.stat().st_mtime)
+
+
 def loaded(path: str, shown: str | None = None) -> LoadedModel:
-    """The checked model at ``path`` (cached while the file is unchanged)."""
+    """The checked model at ``path`` (cached while the file and its folder are unchanged)."""
     p = Path(path)
     if not p.exists():
         raise ModelError("no such file", shown or path)
-    st = p.stat()
-    return _loaded(path, shown or path, st.st_mtime, st.st_size)
+    return _loaded(path, shown or path, _stamp(p))
 
 
 @functools.lru_cache(maxsize=16)
-def _plan(path: str, shown: str, mtime: float, size: int, batch: int, fold: bool) -> Plan:
-    lm = _loaded(path, shown, mtime, size)
+def _plan(path: str, shown: str, stamp: tuple[float, ...], batch: int, fold: bool) -> Plan:
+    lm = _loaded(path, shown, stamp)
     return plan(lm, fold_batchnorm=fold, input_shapes=input_shapes(lm, batch))
 
 
 def planned(p: OnnxParams) -> Plan:
     path = str(p.path)
-    st = Path(path).stat()
-    return _plan(path, p.model, st.st_mtime, st.st_size, p.batch, p.fold_batchnorm)
+    return _plan(path, p.model, _stamp(Path(path)), p.batch, p.fold_batchnorm)
 
 
 def input_shape(lm: LoadedModel, batch: int) -> dict[str, tuple[int, ...]]:

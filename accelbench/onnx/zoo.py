@@ -291,7 +291,22 @@ def mobilenet_v2(size: int = 224, seed: int = 0) -> Any:
     return g.model("mobilenet_v2", g.head(x, 1280), size)
 
 
+def tiny_cnn(size: int = 32, seed: int = 0) -> Any:
+    """A small network with the common ops (Conv+BN+Relu, grouped and depthwise convs, pools, residual
+    Add, Concat, Gemm, Softmax), fast enough for tests and examples."""
+    g = _Graph(seed)
+    x = g.maxpool(g.cbr("input", 3, 16, 3), 2, 2)
+    y = g.cbr(x, 16, 16, 3, groups=16)
+    y = g.cbr(y, 16, 16, 1, groups=2, act=False)
+    x = g.relu(g.node("Add", [x, y]))
+    x = g.node("Concat", [x, g.node("AveragePool", [x], kernel_shape=[3, 3], strides=[1, 1], pads=[1] * 4,
+                                    count_include_pad=0)], axis=1)
+    x = g.cbr(x, 32, 24, 3, 2)
+    return g.model("tiny_cnn", g.node("Softmax", [g.head(x, 24, 1000)], axis=1), size)
+
+
 BUILDERS: dict[str, Callable[..., Any]] = {
+    "tiny_cnn": tiny_cnn,
     "resnet18": lambda size, seed: resnet(18, size, seed),
     "resnet50": lambda size, seed: resnet(50, size, seed),
     "vgg19": vgg19,
