@@ -220,6 +220,7 @@ def plan(lm: LoadedModel, *, fold_batchnorm: bool = False, fuse_relu: bool = Tru
     if fuse_relu:
         _fuse_relu(p)
     _liveness(p)
+    _inplace(p)
     for s in p.steps:
         s.work = node_work(s, p)
     _drop_unused_constants(p)
@@ -309,6 +310,34 @@ def _liveness(p: Plan) -> None:
     for n, i in last.items():
         if n not in keep:
             p.steps[i].free.append(n)
+
+
+# Ops whose output is always a new array (never a view of an input), and the elementwise ops that may
+# write their output into a dying input of one (the step where it is read for the last time).
+_FRESH = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Sum",
+          "Relu", "Clip", "MaxPool", "AveragePool", "Concat", "LeakyRelu", "Sigmoid", "HardSwish", "HardSigmoid",
+          "GlobalAveragePool", "Softmax", "LRN", "Resize", "Pad"}
+INPLACE = {"Relu", "Add", "Sub", "Mul", "Div", "Sum", "BatchNormalization", "Clip"}
+
+
+def _inplace(p: Plan) -> None:
+    """Mark (``_inplace`` = input position) elementwise steps that may overwrite an input they read for
+    the last time: it saves a whole activation per step (a residual block's Add and Relu would each
+    allocate one). Only inputs computed by a step whose output is fresh memory qualify, so no view of a
+    live value is ever written (Reshape, Flatten, Identity, Dropout return views or their input)."""
+    fresh = {o for s in p.steps if s.op_type in _FRESH for o in s.outputs if o}
+    for s in p.steps:
+        if s.op_type not in INPLACE:
+            continue
+        cands = [0, 1] if s.op_type in ("Add", "Mul", "Sum") else [0]
+        for i in cands:
+            if i >= len(s.inputs):
+                continue
+            n = s.inputs[i]
+            if n in fresh and n in s.free and s.inputs.count(n) == 1 and \
+                    p.shapes.get(n) is not None and p.shapes.get(n) == p.shapes.get(s.outputs[0]):
+                s.attrs = {**s.attrs, "_inplace": i}
+                break
 
 
 def _drop_unused_constants(p: Plan) -> None:

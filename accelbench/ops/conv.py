@@ -42,6 +42,7 @@ __all__ = [
     "conv2d_forward",
     "conv_geometry",
     "im2col",
+    "pointwise_conv_forward",
 ]
 
 
@@ -292,6 +293,22 @@ def conv2d_forward(x: Array, w: Array, b: Array | None = None, stride: IntPair =
     else:
         out[...] = y_view
     return out, cols
+
+
+def pointwise_conv_forward(x: Array, w: Array, b: Array | None = None, *, out: Array | None = None) -> Array:
+    """A 1x1, stride-1, unpadded convolution: ``y[n] = w (F, C) @ x[n] (C, H*W)``, one batched GEMM that
+    reads the NCHW input and writes the NCHW output in place (im2col's columns would be a transposed copy
+    of the input and its GEMM output another copy). ``x`` must be C-contiguous."""
+    xp = array_module(x)
+    n, c, h, wd = x.shape
+    f = w.shape[0]
+    if out is None:
+        out = xp.empty((n, f, h, wd), dtype=x.dtype)
+    y3 = out.reshape(n, f, h * wd)
+    xp.matmul(w.reshape(f, c), x.reshape(n, c, h * wd), out=y3)
+    if b is not None:
+        y3 += b.reshape(1, f, 1)
+    return out
 
 
 def conv2d_backward(dy: Array, cols: Array, w: Array, x_shape: tuple[int, int, int, int],

@@ -35,11 +35,31 @@ _BINARY = {
 }
 
 
+_UFUNC = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Div": "divide"}
+
+
+def _into(c: Call, ins: list[Any]) -> Any:
+    """The dying input the planner lets this step overwrite (``_inplace``), when the result fits it."""
+    i = c.get("_inplace")
+    if i is None:
+        return None
+    t = ins[i]
+    shape = np.broadcast_shapes(*[tuple(x.shape) for x in ins if x is not None])
+    if tuple(t.shape) != shape or any(x is not None and x.dtype != t.dtype for x in ins) or \
+            not np.issubdtype(t.dtype, np.floating) or not t.flags.c_contiguous:
+        return None
+    return t
+
+
 def _binary(name: str) -> None:
     f = _BINARY[name]
+    ufunc = _UFUNC.get(name)
 
     def fn(c: Call, ins: list[Any]) -> list[Any]:
         a, b = ins
+        out = _into(c, ins) if ufunc else None
+        if out is not None:
+            return [getattr(c.xp, ufunc)(a, b, out=out)]  # type: ignore[arg-type]
         return [f(c.xp, a, b)]
 
     op(name)(fn)
@@ -53,6 +73,12 @@ def _variadic(name: str, reduce: Any, mean: bool = False) -> None:
     def fn(c: Call, ins: list[Any]) -> list[Any]:
         xs = [x for x in ins if x is not None]
         acc = xs[0]
+        into = _into(c, ins) if name == "Sum" and len(xs) > 1 else None
+        if into is not None:
+            c.xp.add(xs[0], xs[1], out=into)
+            for x in xs[2:]:
+                into += x
+            return [into]
         for x in xs[1:]:
             acc = reduce(c.xp, acc, x)
         if len(xs) == 1:
@@ -82,7 +108,8 @@ def _sigmoid(xp: Any, x: Any) -> Any:
     return (0.5 * (xp.tanh(0.5 * x) + 1)).astype(x.dtype, copy=False)
 
 
-_unary("Relu", lambda xp, x, c: xp.maximum(x, 0).astype(x.dtype, copy=False))
+_unary("Relu", lambda xp, x, c: xp.maximum(x, 0, out=x) if _into(c, [x]) is not None
+       else xp.maximum(x, 0).astype(x.dtype, copy=False))
 _unary("LeakyRelu", lambda xp, x, c: xp.where(x >= 0, x, x * x.dtype.type(c.get("alpha", 0.01))))
 _unary("Sigmoid", lambda xp, x, c: _sigmoid(xp, x))
 _unary("Tanh", lambda xp, x, c: xp.tanh(x))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...ops import conv_shift
-from ...ops.conv import col2im, conv2d_forward, conv_geometry
+from ...ops.conv import col2im, conv2d_forward, conv_geometry, pointwise_conv_forward
 from . import Call, host, op
 
 # Bytes of im2col columns per CPU chunk of images (see accelbench.models.layers.CPU_COLS_CHUNK_BYTES):
@@ -109,6 +109,8 @@ def conv(c: Call, x: Any, w: Any, b: Any, relu: bool = False) -> Any:
             sc = c.cache[("shift", g)] = conv_shift.ShiftConv(g, x.dtype)
         sc.forward(xp.ascontiguousarray(x2), xp.ascontiguousarray(w2), b, y, relu=relu)
         relu = False
+    elif groups == 1 and (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw) == (1, 1, 1, 1, 0, 0):
+        pointwise_conv_forward(xp.ascontiguousarray(x2), w2, b, out=y)
     else:
         per_image = g.ckk * g.oh * g.ow * x.dtype.itemsize
         nb = n if xp is not np else max(1, min(n, CPU_COLS_CHUNK_BYTES // max(per_image, 1)))
@@ -239,7 +241,8 @@ def _bn(c: Call, ins: list[Any]) -> list[Any]:
     x, scale, bias, mean, var = ins[:5]
     a, b = bn_affine(scale, bias, mean, var, float(c.get("epsilon", 1e-5)))
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    y = x * a.reshape(shape).astype(x.dtype, copy=False)
+    inplace = c.get("_inplace") == 0 and np.issubdtype(x.dtype, np.floating) and x.flags.c_contiguous
+    y = c.xp.multiply(x, a.reshape(shape).astype(x.dtype, copy=False), out=x if inplace else None)
     y += b.reshape(shape).astype(x.dtype, copy=False)
     return [y]
 
@@ -310,23 +313,35 @@ def _pool(c: Call, x: Any, kind: str) -> Any:
                 o -= 1  # a window may not start in the end padding
         outs.append(o)
         extra.append(max(0, (o - 1) * strides[i] + span - (spatial[i] + pb[i] + pe[i])))
-    fill = -np.inf if kind == "max" else 0
+    fill: Any = -np.inf if kind == "max" else 0
     if np.issubdtype(x.dtype, np.integer):
         fill = np.iinfo(x.dtype).min if kind == "max" else 0
-    width = [(0, 0), (0, 0)] + [(pb[i], pe[i] + extra[i]) for i in range(r)]
-    xpd = xp.pad(x, width, constant_values=fill) if any(any(w) for w in width) else x
-    acc = None
-    for taps in itertools.product(*[range(k) for k in kernel]):
-        sl = (slice(None), slice(None)) + tuple(
-            slice(t * dil[i], t * dil[i] + strides[i] * (outs[i] - 1) + 1, strides[i]) for i, t in enumerate(taps))
-        v = xpd[sl]
-        if acc is None:
-            acc = v.copy()
-        elif kind == "max":
-            xp.maximum(acc, v, out=acc)
-        else:
-            acc += v
-    assert acc is not None
+    # Separable: one pass per spatial axis (max and sum both factor over axes), each tap of a pass a
+    # strided slice of the unpadded input onto the output positions it reaches (padding is never
+    # materialised): sum(k) passes of about the output size instead of prod(k) plus a padded copy.
+    acc = x
+    for i in range(r):
+        a = 2 + i
+        length = acc.shape[a]
+        shape = list(acc.shape)
+        shape[a] = outs[i]
+        nxt = xp.full(shape, fill, dtype=x.dtype)
+        for t in range(kernel[i]):
+            off = t * dil[i] - pb[i]
+            lo = max(0, -(off // strides[i]))  # ceil(-off / stride)
+            hi = min(outs[i], (length - 1 - off) // strides[i] + 1)
+            if lo >= hi:
+                continue
+            dst = [slice(None)] * acc.ndim
+            src = [slice(None)] * acc.ndim
+            dst[a] = slice(lo, hi)
+            src[a] = slice(lo * strides[i] + off, (hi - 1) * strides[i] + off + 1, strides[i])
+            view = nxt[tuple(dst)]
+            if kind == "max":
+                xp.maximum(view, acc[tuple(src)], out=view)
+            else:
+                view += acc[tuple(src)]
+        acc = nxt
     if kind == "max":
         return acc
     include = bool(c.get("count_include_pad", 0))
