@@ -244,19 +244,33 @@ def _sole_conv_producer(p: Plan, s: Step, users: dict[str, list[Step]], by_out: 
     return conv
 
 
-def _fold_bn(p: Plan) -> None:
+def _absorb(p: Plan, op_type: str, fuse: Any) -> int:
+    """Merge each ``op_type`` step whose input is a Conv read only by it into that Conv, when
+    ``fuse(conv, step)`` agrees (and has rewritten the Conv); returns how many were merged."""
     users = _consumers(p)
     by_out = {o: s for s in p.steps for o in s.outputs if o}
-    keep = []
+    keep, n = [], 0
     for s in p.steps:
-        conv = _sole_conv_producer(p, s, users, by_out) if s.op_type == "BatchNormalization" else None
+        conv = _sole_conv_producer(p, s, users, by_out) if s.op_type == op_type else None
+        if conv is None or not fuse(conv, s):
+            keep.append(s)
+            continue
+        conv.outputs = [s.outputs[0]]
+        conv.fused.append(op_type)
+        n += 1
+    p.steps = keep
+    _reindex(p)
+    return n
+
+
+def _fold_bn(p: Plan) -> None:
+    def fuse(conv: Step, s: Step) -> bool:
         names = s.inputs[1:5]
-        if conv is None or len(s.inputs) < 5 or not all(n in p.constants for n in names) \
+        if len(s.inputs) < 5 or not all(n in p.constants for n in names) \
                 or conv.inputs[1] not in p.constants or (len(conv.inputs) > 2 and conv.inputs[2]
                                                           and conv.inputs[2] not in p.constants) \
                 or conv.attrs.get("_relu") or len([o for o in s.outputs if o]) != 1:
-            keep.append(s)
-            continue
+            return False
         scale, beta, mean, var = (p.constants[n].astype(np.float64) for n in names)
         a, b = ops.nn.bn_affine(scale, beta, mean, var, float(s.attrs.get("epsilon", 1e-5)))
         w = p.constants[conv.inputs[1]]
@@ -266,28 +280,17 @@ def _fold_bn(p: Plan) -> None:
         p.constants[wname] = (w.astype(np.float64) * a.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
         p.constants[bname] = (bias * a + b).astype(w.dtype)
         conv.inputs = [conv.inputs[0], wname, bname]
-        conv.outputs = [s.outputs[0]]
-        conv.fused.append("BatchNormalization")
-        p.bn_folded += 1
-    p.steps = keep
-    _reindex(p)
+        return True
+
+    p.bn_folded += _absorb(p, "BatchNormalization", fuse)
 
 
 def _fuse_relu(p: Plan) -> None:
-    users = _consumers(p)
-    by_out = {o: s for s in p.steps for o in s.outputs if o}
-    keep = []
-    for s in p.steps:
-        conv = _sole_conv_producer(p, s, users, by_out) if s.op_type == "Relu" else None
-        if conv is None:
-            keep.append(s)
-            continue
+    def fuse(conv: Step, s: Step) -> bool:
         conv.attrs = {**conv.attrs, "_relu": True}
-        conv.outputs = [s.outputs[0]]
-        conv.fused.append("Relu")
-        p.relu_fused += 1
-    p.steps = keep
-    _reindex(p)
+        return True
+
+    p.relu_fused += _absorb(p, "Relu", fuse)
 
 
 def _reindex(p: Plan) -> None:
