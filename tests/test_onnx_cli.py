@@ -180,3 +180,19 @@ def test_input_shape_contradicting_the_model(tmp_path: Path, tiny: Path) -> None
     assert "fixed batch of 1" in msg and "fixed.onnx" in msg
     missing = _one_line_exit_2(invoke("validate", _suite(tmp_path, "{model: nowhere.onnx}", "m.yaml")), "m.yaml")
     assert "nowhere.onnx: no such file" in missing
+
+
+@pytest.mark.gpu
+def test_gpu_cases_validate(tiny: Path, tmp_path: Path) -> None:
+    """accelbench on CuPy (eager, CUDA graph, float16) and onnxruntime's CUDA provider when installed."""
+    s = _suite(tmp_path, f"{{model: {tiny}, batch: [1, 8], cuda_graph: [false, true]}}").read_text()
+    s = s.replace("backends: [cpu]", "backends: [gpu]")
+    s += f"  - workload: onnx\n    params: {{model: {tiny}, batch: 8, dtype: float16}}\n"
+    s += f"  - workload: onnx\n    params: {{model: {tiny}, batch: 8, engine: onnxruntime}}\n"
+    (tmp_path / "g.yaml").write_text(s)
+    r = invoke("run", tmp_path / "g.yaml", "--out", tmp_path / "res", "--json")
+    df = results.load(tmp_path / "res")
+    ok = df[df["status"] == "ok"]
+    assert len(ok) >= 5 and ok["valid"].all(), r.output
+    ort_rows = df[df["case_id"].str.contains("onnxruntime")]
+    assert ort_rows["status"].iloc[0] in ("ok", "skipped")

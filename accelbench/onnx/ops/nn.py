@@ -348,7 +348,11 @@ def _pool(c: Call, x: Any, kind: str) -> Any:
     if include and not any(extra):
         return (acc / acc.dtype.type(math.prod(kernel))).astype(x.dtype, copy=False)
     # divisor per output position: elements of the window inside the input (or inside input + explicit
-    # pads with count_include_pad), never the ceil-mode overhang
+    # pads with count_include_pad), never the ceil-mode overhang. Kept on the device per geometry: the
+    # eager run before a CUDA-graph capture makes it, so the capture itself copies nothing from the host.
+    key = ("avgpool-count", tuple(spatial), x.dtype.str, xp.__name__)
+    if key in c.cache:
+        return (acc / c.cache[key]).astype(x.dtype, copy=False)
     mask = np.zeros([1, 1] + [spatial[i] + pb[i] + pe[i] + extra[i] for i in range(r)], dtype=np.float64)
     inner = (slice(None), slice(None)) + tuple(
         slice(0, spatial[i] + pb[i] + pe[i]) if include else slice(pb[i], pb[i] + spatial[i]) for i in range(r))
@@ -358,7 +362,8 @@ def _pool(c: Call, x: Any, kind: str) -> Any:
         sl = (slice(None), slice(None)) + tuple(
             slice(t * dil[i], t * dil[i] + strides[i] * (outs[i] - 1) + 1, strides[i]) for i, t in enumerate(taps))
         cnt += mask[sl]
-    return (acc / xp.asarray(np.maximum(cnt, 1).astype(x.dtype))).astype(x.dtype, copy=False)
+    div = c.cache[key] = xp.asarray(np.maximum(cnt, 1).astype(x.dtype))
+    return (acc / div).astype(x.dtype, copy=False)
 
 
 @op("MaxPool", check=_check_pool, max_outputs=1)
