@@ -198,3 +198,24 @@ def test_zoo_files_are_deterministic_and_cached(tmp_path: Path, monkeypatch: pyt
     assert not list(p.parent.glob("*.tmp"))
     with pytest.raises(ValueError, match="not a zoo model"):
         zoo.parse_ref("zoo:lenet")
+
+
+def test_engines_side_by_side_takes_the_fastest_cpu_engine() -> None:
+    from accelbench.identity import CaseKey
+    from accelbench.onnx.engines import side_by_side
+    from accelbench.results import CaseRecord, Timing
+
+    def rec(backend: str, engine: str, med: float, batch: int = 1) -> CaseRecord:
+        params = {"model": "m.onnx", "batch": batch, "engine": engine}
+        cid = CaseKey.of("s", "onnx", None, params, backend).id
+        return CaseRecord(run_id="r", case_id=cid, suite="s", workload="onnx", name=f"onnx batch={batch}",
+                          params=params, backend=backend, status="ok",  # type: ignore[arg-type]
+                          timing=Timing(method="m", samples_s=[med], summary={"median": med}))
+
+    rows = side_by_side([rec("cpu", "accelbench", 4.0), rec("cpu", "onnxruntime", 1.0), rec("gpu", "accelbench", 0.5),
+                         rec("gpu", "onnxruntime", 0.25), rec("cpu", "accelbench", 9.0, batch=16)])
+    by_batch = {r.key.count("16"): r for r in rows}
+    r = by_batch[0]
+    assert r.fastest_cpu == "cpu/onnxruntime"
+    assert r.gpu_speedup_over_fastest_cpu == {"gpu/accelbench": 2.0, "gpu/onnxruntime": 4.0}
+    assert by_batch[1].gpu_speedup_over_fastest_cpu == {} and by_batch[1].fastest_cpu == "cpu/accelbench"
