@@ -196,3 +196,14 @@ def test_gpu_cases_validate(tiny: Path, tmp_path: Path) -> None:
     assert len(ok) >= 5 and ok["valid"].all(), r.output
     ort_rows = df[df["case_id"].str.contains("onnxruntime")]
     assert ort_rows["status"].iloc[0] in ("ok", "skipped")
+
+
+def test_model_over_the_memory_limit_is_refused_before_running(tmp_path: Path) -> None:
+    big = tmp_path / "big.onnx"
+    onnx.save(zoo.build("tiny_cnn", 1024), big)  # 64 MiB of activations per image
+    s = _suite(tmp_path, f"{{model: {big}, batch: 4096}}")
+    msg = _one_line_exit_2(invoke("validate", s), "s.yaml")
+    assert "would not fit in cpu memory" in msg
+    r = invoke("run", s, "--out", tmp_path / "res")
+    _one_line_exit_2(r, "s.yaml")
+    assert not (tmp_path / "res").exists()
