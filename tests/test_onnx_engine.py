@@ -110,13 +110,15 @@ def test_shape_chains_fold_for_known_input_shapes() -> None:
 
 @pytest.mark.parametrize("group,dil,pads,stride,auto", [
     (1, 2, [1, 2, 2, 1], 1, None), (4, 1, [0, 0, 0, 0], 2, None), (8, 1, None, 2, "SAME_UPPER"),
-    (2, 1, None, 3, "SAME_LOWER"), (1, 1, [1, 1, 1, 1], 1, None),
+    (2, 1, None, 3, "SAME_LOWER"), (1, 1, [1, 1, 1, 1], 1, None), (16, 2, [2, 1, 2, 1], 2, None),
+    (16, 1, None, 1, "SAME_UPPER"),
 ])
 def test_conv_attributes_against_reference_evaluator(group: int, dil: int, pads: list[int] | None, stride: int,
                                                      auto: str | None) -> None:
     rng = np.random.default_rng(group * 10 + dil)
-    x = rng.standard_normal((2, 8, 11, 9)).astype(np.float32)
-    w = rng.standard_normal((16, 8 // group, 3, 3)).astype(np.float32)
+    c = 16 if group == 16 else 8  # group 16: depthwise (C = F = groups)
+    x = rng.standard_normal((2, c, 11, 9)).astype(np.float32)
+    w = rng.standard_normal((16, c // group, 3, 3)).astype(np.float32)
     b = rng.standard_normal(16).astype(np.float32)
     attrs: dict[str, object] = {"group": group, "dilations": [dil, dil], "strides": [stride, stride]}
     if auto:

@@ -41,6 +41,7 @@ __all__ = [
     "conv2d_backward",
     "conv2d_forward",
     "conv_geometry",
+    "depthwise_conv2d_forward",
     "im2col",
     "pointwise_conv_forward",
 ]
@@ -309,6 +310,34 @@ def pointwise_conv_forward(x: Array, w: Array, b: Array | None = None, *, out: A
     if b is not None:
         y3 += b.reshape(1, f, 1)
     return out
+
+
+def depthwise_conv2d_forward(x: Array, w: Array, b: Array | None = None, stride: IntPair = 1, pad: IntPair = 0,
+                             dilation: IntPair = 1) -> Array:
+    """A depthwise convolution (groups = C = F, w: (C, 1, KH, KW)) as KH*KW multiply-adds of strided views
+    of the padded input, all channels at once: the grouped GEMM would be C matrix-vector products over
+    im2col columns 9x the activation, memory-bound either way, with the copy on top."""
+    xp = array_module(x)
+    g = conv_geometry(x.shape, (w.shape[0], x.shape[1], *w.shape[2:]), stride, pad, dilation)
+    if w.shape[0] != g.c or w.shape[1] != 1:
+        raise ValueError(f"depthwise convolution wants a ({g.c}, 1, KH, KW) weight, got {tuple(w.shape)}")
+    xpd = _padded(xp, x, g, None)
+    y = xp.empty(g.y_shape, dtype=x.dtype)
+    tmp = xp.empty(g.y_shape, dtype=x.dtype)
+    wt = w.reshape(g.c, g.kh, g.kw)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            i0, j0 = i * g.dh, j * g.dw
+            view = xpd[:, :, i0:i0 + g.sh * (g.oh - 1) + 1:g.sh, j0:j0 + g.sw * (g.ow - 1) + 1:g.sw]
+            tap = wt[:, i, j].reshape(1, g.c, 1, 1)
+            if i == 0 and j == 0:
+                xp.multiply(view, tap, out=y)
+            else:
+                xp.multiply(view, tap, out=tmp)
+                y += tmp
+    if b is not None:
+        y += b.reshape(1, g.c, 1, 1)
+    return y
 
 
 def conv2d_backward(dy: Array, cols: Array, w: Array, x_shape: tuple[int, int, int, int],

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from ...ops import conv_shift
-from ...ops.conv import col2im, conv2d_forward, conv_geometry, pointwise_conv_forward
+from ...ops.conv import (
+    col2im,
+    conv2d_forward,
+    conv_geometry,
+    depthwise_conv2d_forward,
+    pointwise_conv_forward,
+)
 from . import Call, host, op
 
 # Bytes of im2col columns per CPU chunk of images (see accelbench.models.layers.CPU_COLS_CHUNK_BYTES):
@@ -101,8 +107,11 @@ def conv(c: Call, x: Any, w: Any, b: Any, relu: bool = False) -> Any:
         b2 = (0, 0)
     n = x2.shape[0]
     g = conv_geometry(x2.shape, (w2.shape[0], x2.shape[1], *w2.shape[2:]), s2, b2, d2)
-    y = xp.empty(g.y_shape, dtype=x.dtype)
-    if CPU_SHIFT_CONV and xp is np and groups == 1 and d2 == (1, 1) and conv_shift.supported(g, x.dtype):
+    depthwise = groups > 1 and groups == g.c == g.f
+    y = depthwise_conv2d_forward(x2, w2, b, s2, b2, d2) if depthwise else xp.empty(g.y_shape, dtype=x.dtype)
+    if depthwise:
+        pass
+    elif CPU_SHIFT_CONV and xp is np and groups == 1 and d2 == (1, 1) and conv_shift.supported(g, x.dtype):
         sc = c.cache.get(("shift", g))
         if sc is None:
             c.cache.clear()
