@@ -552,8 +552,8 @@ def _run_with_baseline(s: Any, opts: Any, baseline: str, interleave: bool, round
 @guarded
 def profile_cmd(
     suite: SuiteArg,
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name from the suite's models: mapping.",
-                                       show_default=False)],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name from the suite's models: mapping "
+                                              "(not for an .onnx file).", show_default=False)] = None,
     backend: Annotated[str, typer.Option("--backend", "-b", help="gpu, cpu or all.")] = "all",
     batch: Annotated[int, typer.Option("--batch", help="Images per step.")] = 64,
     dtype: Annotated[str, typer.Option("--dtype", help="float32 or float64.")] = "float32",
@@ -561,8 +561,14 @@ def profile_cmd(
 ) -> None:
     """Time each layer's forward and backward on each backend: which layer dominates, where the GPU helps.
 
-    Example: accelbench profile suites/cnn.yaml --model mnist-classic --batch 64
+    Example: accelbench profile suites/cnn.yaml --model mnist-classic --batch 64 (or: profile model.onnx)
     """
+    if str(suite).lower().endswith(".onnx"):
+        raise typer.Exit(_profile_onnx(suite, backend, batch, as_json))
+    if model is None:
+        from .errors import UsageError
+
+        raise UsageError("--model is required with a suite file")
     from .profile import profile_suite_model, render
 
     res = profile_suite_model(suite, model, backend, batch, dtype)
@@ -761,3 +767,39 @@ def _machines_out(paths: list[str], reference: str | None, metric: str, markdown
     else:
         sys.stdout.write(render.text(v))
     _write_markdown(markdown, render.markdown(v))
+
+# -- onnx (accelbench.onnx.commands, accelbench.onnx.profile) --
+
+
+@app.command("inspect")
+@guarded
+def inspect_cmd(
+    model: Annotated[Path, typer.Argument(help="An ONNX model file.", show_default=False)],
+    as_json: JsonOpt = False,
+) -> None:
+    """Inputs and outputs, opset, op types (count, supported), parameters, FLOPs and weight bytes per image,
+    estimated peak memory per batch size.
+
+    Example: accelbench inspect resnet50.onnx --json
+    """
+    from .onnx.commands import inspect_model, render_inspect
+
+    info = inspect_model(model)
+    if as_json:
+        _print_json(info)
+    else:
+        out.print(render_inspect(info))
+
+
+def _profile_onnx(model: Path, backend: str, batch: int, as_json: bool) -> int:
+    from .onnx.profile import profile_model, render
+
+    _backends(backend)
+    res = profile_model(model, backend, batch)
+    if as_json:
+        _print_json(res)
+        return EXIT_OK
+    out.print(render(res))
+    for b, why in res["skipped"].items():
+        out.print(f"[yellow]{term(b)} skipped:[/] {term(why)}")
+    return EXIT_OK

@@ -53,6 +53,15 @@ class SuiteError(AccelbenchError):
         self.detail = message
 
 
+class ModelError(AccelbenchError):
+    """A model file (ONNX) that cannot be loaded, checked or run as asked. Message is ``file: what``."""
+
+    def __init__(self, message: str, file: str | None = None) -> None:
+        self.file = file
+        super().__init__(f"{file}: {message}" if file else message)
+        self.detail = message
+
+
 class ResultsError(AccelbenchError):
     """A results path or file that cannot be read."""
 

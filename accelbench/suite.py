@@ -510,6 +510,10 @@ def load(path: str | Path) -> Suite:
     from .safeio import FileRefused, read_text
 
     p = Path(path)
+    if p.suffix.lower() == ".onnx":  # a model file: its inference sweep (accelbench.onnx.commands)
+        from .onnx.commands import suite_for_model
+
+        return suite_for_model(p)
     try:
         text = read_text(p, MAX_FILE_BYTES)  # regular files only, never more than the limit
     except FileRefused as e:

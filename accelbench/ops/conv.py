@@ -41,7 +41,9 @@ __all__ = [
     "conv2d_backward",
     "conv2d_forward",
     "conv_geometry",
+    "depthwise_conv2d_forward",
     "im2col",
+    "pointwise_conv_forward",
 ]
 
 
@@ -82,14 +84,16 @@ class ConvGeometry:
     sw: int = 1
     ph: int = 0
     pw: int = 0
+    dh: int = 1  # dilation (ONNX ``dilations``): kernel taps dh rows apart
+    dw: int = 1
 
     @property
     def oh(self) -> int:
-        return (self.h + 2 * self.ph - self.kh) // self.sh + 1
+        return (self.h + 2 * self.ph - self.dh * (self.kh - 1) - 1) // self.sh + 1
 
     @property
     def ow(self) -> int:
-        return (self.w + 2 * self.pw - self.kw) // self.sw + 1
+        return (self.w + 2 * self.pw - self.dw * (self.kw - 1) - 1) // self.sw + 1
 
     @property
     def x_shape(self) -> tuple[int, int, int, int]:
@@ -137,9 +141,10 @@ class ConvGeometry:
 
 
 def conv_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: IntPair = 1,
-                  pad: IntPair = 0) -> ConvGeometry:
+                  pad: IntPair = 0, dilation: IntPair = 1) -> ConvGeometry:
     """Validate the shapes of a convolution and return its geometry. Raises ValueError on a mismatch or
-    an empty output."""
+    an empty output. ``w_shape[1]`` is the channels one filter sees (C / groups for a grouped one: pass
+    ``(F, C, KH, KW)`` for the geometry of the whole input)."""
     if len(x_shape) != 4 or len(w_shape) != 4:
         raise ValueError(f"conv2d wants 4-D NCHW input and FCHW weight, got {x_shape} and {w_shape}")
     n, c, h, w = (int(v) for v in x_shape)
@@ -148,9 +153,11 @@ def conv_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: In
         raise ValueError(f"input has {c} channels but the weight expects {cw}")
     sh, sw = _pair(stride, "stride")
     ph, pw = _pair(pad, "pad")
-    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
-        raise ValueError(f"stride must be >= 1 and pad >= 0, got stride={stride!r} pad={pad!r}")
-    g = ConvGeometry(n, c, h, w, f, kh, kw, sh, sw, ph, pw)
+    dh, dw = _pair(dilation, "dilation")
+    if sh < 1 or sw < 1 or ph < 0 or pw < 0 or dh < 1 or dw < 1:
+        raise ValueError(f"stride and dilation must be >= 1 and pad >= 0, got stride={stride!r} pad={pad!r} "
+                         f"dilation={dilation!r}")
+    g = ConvGeometry(n, c, h, w, f, kh, kw, sh, sw, ph, pw, dh, dw)
     if g.oh < 1 or g.ow < 1:
         raise ValueError(f"a {kh}x{kw} kernel does not fit a {h}x{w} input with padding {pad!r}")
     return g
@@ -189,21 +196,22 @@ def _padded(xp: Any, x: Array, g: ConvGeometry, buf: Array | None) -> Array:
 
 
 def im2col(x: Array, kh: int, kw: int, stride: IntPair = 1, pad: IntPair = 0, *,
-           out: Array | None = None, xpad: Array | None = None) -> Array:
-    """Unfold ``x`` (N, C, H, W) into columns (C*KH*KW, N*OH*OW) for a KHxKW kernel.
+           out: Array | None = None, xpad: Array | None = None, dilation: IntPair = 1) -> Array:
+    """Unfold ``x`` (N, C, H, W) into columns (C*KH*KW, N*OH*OW) for a KHxKW kernel (taps ``dilation``
+    apart).
 
     A strided view (no copy) exposes every patch as ``(N, C, KH, KW, OH, OW)``; one copy transposes it
     into the column layout. ``out`` (C-contiguous, right shape and dtype) receives the columns;
     ``xpad`` is a zero-bordered buffer of the padded shape to reuse (its interior is overwritten).
     """
     xp = array_module(x)
-    g = conv_geometry(x.shape, (1, x.shape[1], kh, kw), stride, pad)
+    g = conv_geometry(x.shape, (1, x.shape[1], kh, kw), stride, pad, dilation)
     xpd = _padded(xp, x, g, xpad)
     if not xpd.flags.c_contiguous:
         xpd = xp.ascontiguousarray(xpd)
     sN, sC, sH, sW = xpd.strides
     patches = _as_strided(xp, xpd, (g.n, g.c, g.kh, g.kw, g.oh, g.ow),
-                          (sN, sC, sH, sW, sH * g.sh, sW * g.sw))
+                          (sN, sC, sH * g.dh, sW * g.dw, sH * g.sh, sW * g.sw))
     if out is None:
         out = xp.empty(g.cols_shape, dtype=x.dtype)
     elif tuple(out.shape) != g.cols_shape or out.dtype != x.dtype or not out.flags.c_contiguous:
@@ -215,7 +223,7 @@ def im2col(x: Array, kh: int, kw: int, stride: IntPair = 1, pad: IntPair = 0, *,
 
 
 def col2im(cols: Array, x_shape: tuple[int, int, int, int], kh: int, kw: int, stride: IntPair = 1,
-           pad: IntPair = 0, *, out: Array | None = None) -> Array:
+           pad: IntPair = 0, *, out: Array | None = None, dilation: IntPair = 1) -> Array:
     """Adjoint of :func:`im2col`: sum every column entry back into the input position it was read from.
 
     ``cols`` is (C*KH*KW, N*OH*OW); returns (N, C, H, W). Overlapping patches (stride < kernel) add up,
@@ -223,7 +231,7 @@ def col2im(cols: Array, x_shape: tuple[int, int, int, int], kh: int, kw: int, st
     buffer, so it needs no scatter atomics on either backend.
     """
     xp = array_module(cols)
-    g = conv_geometry(x_shape, (1, x_shape[1], kh, kw), stride, pad)
+    g = conv_geometry(x_shape, (1, x_shape[1], kh, kw), stride, pad, dilation)
     if tuple(cols.shape) != g.cols_shape:
         raise ValueError(f"col2im: columns of shape {tuple(cols.shape)} do not match {g.cols_shape}")
     c6 = cols.reshape(g.c, g.kh, g.kw, g.n, g.oh, g.ow)
@@ -240,7 +248,8 @@ def col2im(cols: Array, x_shape: tuple[int, int, int, int], kh: int, kw: int, st
     for i in range(g.kh):
         for j in range(g.kw):
             # c6[:, i, j] is (C, N, OH, OW); the destination slice is (N, C, OH, OW).
-            acc[:, :, i:i + h_span:g.sh, j:j + w_span:g.sw] += c6[:, i, j].transpose(1, 0, 2, 3)
+            i0, j0 = i * g.dh, j * g.dw
+            acc[:, :, i0:i0 + h_span:g.sh, j0:j0 + w_span:g.sw] += c6[:, i, j].transpose(1, 0, 2, 3)
     if not padded:
         return acc
     interior = acc[:, :, g.ph:g.ph + g.h, g.pw:g.pw + g.w]
@@ -251,21 +260,32 @@ def col2im(cols: Array, x_shape: tuple[int, int, int, int], kh: int, kw: int, st
 
 
 def conv2d_forward(x: Array, w: Array, b: Array | None = None, stride: IntPair = 1, pad: IntPair = 0, *,
-                   out: Array | None = None, workspace: ConvWorkspace | None = None
-                   ) -> tuple[Array, Array]:
+                   out: Array | None = None, workspace: ConvWorkspace | None = None, dilation: IntPair = 1,
+                   groups: int = 1) -> tuple[Array, Array]:
     """y = conv2d(x, w) + b, NCHW, cross-correlation (as in every DL framework).
 
     Returns ``(y, cols)``; keep ``cols`` for :func:`conv2d_backward` (it is the workspace's buffer when a
     workspace is given, so the next forward overwrites it). ``out`` (N, F, OH, OW) receives ``y``.
+
+    ``groups`` > 1 (w: (F, C/groups, KH, KW)): the columns' rows are ordered (c, i, j), so the rows of
+    group ``k`` are one contiguous block and the grouped convolution is one batched GEMM of
+    (groups, F/groups, C/groups*KH*KW) by (groups, C/groups*KH*KW, N*OH*OW) on the same columns.
     """
     xp = array_module(x)
-    g = conv_geometry(x.shape, w.shape, stride, pad)
+    if groups < 1 or x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+        raise ValueError(f"conv2d: {groups} group(s) do not divide input {tuple(x.shape)} / weight {tuple(w.shape)}")
+    g = conv_geometry(x.shape, (w.shape[0], x.shape[1], *w.shape[2:]), stride, pad, dilation)
     if workspace is not None and (workspace.geom != g or workspace.dtype != x.dtype):
         raise ValueError("conv2d_forward: the workspace was built for another geometry or dtype")
-    cols = im2col(x, g.kh, g.kw, (g.sh, g.sw), (g.ph, g.pw),
+    cols = im2col(x, g.kh, g.kw, (g.sh, g.sw), (g.ph, g.pw), dilation=(g.dh, g.dw),
                   out=workspace.cols if workspace else None, xpad=workspace.xpad if workspace else None)
-    w2 = w.reshape(g.f, g.ckk)
-    gemm = xp.matmul(w2, cols, out=workspace.gemm if workspace else None)  # (F, N*OH*OW)
+    if groups == 1:
+        gemm = xp.matmul(w.reshape(g.f, g.ckk), cols, out=workspace.gemm if workspace else None)  # (F, N*OH*OW)
+    else:
+        m = cols.shape[1]
+        gout = workspace.gemm.reshape(groups, g.f // groups, m) if workspace else None
+        gemm = xp.matmul(w.reshape(groups, g.f // groups, g.ckk // groups), cols.reshape(groups, g.ckk // groups, m),
+                         out=gout).reshape(g.f, m)
     if out is None:
         out = xp.empty(g.y_shape, dtype=gemm.dtype)
     y_view = gemm.reshape(g.f, g.n, g.oh, g.ow).transpose(1, 0, 2, 3)
@@ -274,6 +294,50 @@ def conv2d_forward(x: Array, w: Array, b: Array | None = None, stride: IntPair =
     else:
         out[...] = y_view
     return out, cols
+
+
+def pointwise_conv_forward(x: Array, w: Array, b: Array | None = None, *, out: Array | None = None) -> Array:
+    """A 1x1, stride-1, unpadded convolution: ``y[n] = w (F, C) @ x[n] (C, H*W)``, one batched GEMM that
+    reads the NCHW input and writes the NCHW output in place (im2col's columns would be a transposed copy
+    of the input and its GEMM output another copy). ``x`` must be C-contiguous."""
+    xp = array_module(x)
+    n, c, h, wd = x.shape
+    f = w.shape[0]
+    if out is None:
+        out = xp.empty((n, f, h, wd), dtype=x.dtype)
+    y3 = out.reshape(n, f, h * wd)
+    xp.matmul(w.reshape(f, c), x.reshape(n, c, h * wd), out=y3)
+    if b is not None:
+        y3 += b.reshape(1, f, 1)
+    return out
+
+
+def depthwise_conv2d_forward(x: Array, w: Array, b: Array | None = None, stride: IntPair = 1, pad: IntPair = 0,
+                             dilation: IntPair = 1) -> Array:
+    """A depthwise convolution (groups = C = F, w: (C, 1, KH, KW)) as KH*KW multiply-adds of strided views
+    of the padded input, all channels at once: the grouped GEMM would be C matrix-vector products over
+    im2col columns 9x the activation, memory-bound either way, with the copy on top."""
+    xp = array_module(x)
+    g = conv_geometry(x.shape, (w.shape[0], x.shape[1], *w.shape[2:]), stride, pad, dilation)
+    if w.shape[0] != g.c or w.shape[1] != 1:
+        raise ValueError(f"depthwise convolution wants a ({g.c}, 1, KH, KW) weight, got {tuple(w.shape)}")
+    xpd = _padded(xp, x, g, None)
+    y = xp.empty(g.y_shape, dtype=x.dtype)
+    tmp = xp.empty(g.y_shape, dtype=x.dtype)
+    wt = w.reshape(g.c, g.kh, g.kw)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            i0, j0 = i * g.dh, j * g.dw
+            view = xpd[:, :, i0:i0 + g.sh * (g.oh - 1) + 1:g.sh, j0:j0 + g.sw * (g.ow - 1) + 1:g.sw]
+            tap = wt[:, i, j].reshape(1, g.c, 1, 1)
+            if i == 0 and j == 0:
+                xp.multiply(view, tap, out=y)
+            else:
+                xp.multiply(view, tap, out=tmp)
+                y += tmp
+    if b is not None:
+        y += b.reshape(1, g.c, 1, 1)
+    return y
 
 
 def conv2d_backward(dy: Array, cols: Array, w: Array, x_shape: tuple[int, int, int, int],

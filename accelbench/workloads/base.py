@@ -212,6 +212,7 @@ _BUILTIN_MODULES = (
     "accelbench.workloads.elementwise",
     "accelbench.workloads.memory",
     "accelbench.models.workloads",
+    "accelbench.onnx.workload",
 )
 _loaded = False
 
