@@ -322,9 +322,10 @@ def depthwise_conv2d_forward(x: Array, w: Array, b: Array | None = None, stride:
     if w.shape[0] != g.c or w.shape[1] != 1:
         raise ValueError(f"depthwise convolution wants a ({g.c}, 1, KH, KW) weight, got {tuple(w.shape)}")
     xpd = _padded(xp, x, g, None)
-    y = xp.empty(g.y_shape, dtype=x.dtype)
-    tmp = xp.empty(g.y_shape, dtype=x.dtype)
-    wt = w.reshape(g.c, g.kh, g.kw)
+    acc = np.float32 if x.dtype == np.float16 else x.dtype  # half sums in single, as a GEMM would
+    y = xp.empty(g.y_shape, dtype=acc)
+    tmp = xp.empty(g.y_shape, dtype=acc)
+    wt = w.reshape(g.c, g.kh, g.kw).astype(acc, copy=False)
     for i in range(g.kh):
         for j in range(g.kw):
             i0, j0 = i * g.dh, j * g.dw
@@ -337,7 +338,7 @@ def depthwise_conv2d_forward(x: Array, w: Array, b: Array | None = None, stride:
                 y += tmp
     if b is not None:
         y += b.reshape(1, g.c, 1, 1)
-    return y
+    return y.astype(x.dtype, copy=False)
 
 
 def conv2d_backward(dy: Array, cols: Array, w: Array, x_shape: tuple[int, int, int, int],
