@@ -157,12 +157,13 @@ def test_bad_cluster_addresses_are_one_line_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "res").exists()
 
 
-def _dask_worker(address: str, name: str, pythonpath: Path, resources: str = "GPU=1,CPU=1"
-                 ) -> subprocess.Popen[bytes]:
+def _dask_worker(address: str, name: str, pythonpath: Path, resources: str = "GPU=1,CPU=1",
+                 preload: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     res = ["--resources", resources] if resources else []
+    pre = [x for m in preload for x in ("--preload", m)]
     return subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--name", name,
-                             "--nthreads", "1", *res, "--no-dashboard", "--no-nanny"],
+                             "--nthreads", "1", *res, *pre, "--no-dashboard", "--no-nanny"],
                             env=env, cwd=pythonpath, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -271,3 +272,38 @@ def test_ctrl_c_closes_every_run_directory_as_interrupted(cluster: Any, tmp_path
         assert len(cases) < 10 and all(c.status == "ok" for c in cases)
         kept += len(cases)
     assert kept >= 1
+
+
+@pytest.mark.slow
+def test_a_lost_scheduler_keeps_every_finished_case(tmp_path: Path) -> None:
+    """Kill a real scheduler (its own process) after the first record: one line (UsageError), the run
+    directory closed as interrupted with the finished case in it."""
+    import socket
+
+    from distributed import Client
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    sch = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                            "--port", str(port), "--no-dashboard"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    wk = _dask_worker(address, "solo", REPO, preload=PRELOAD)
+    try:
+        with Client(address, timeout=60) as c:
+            c.wait_for_workers(1, timeout=60)
+        slow = "timing: {min_samples: 1000, min_time_s: 0.5, max_time_s: 0.5, warmup: 0, warmup_time_s: 0.0}"
+        s = suite_mod.load(suite_file(tmp_path, "  - workload: t_slow\n    params: {sleep_s: [0.01, 0.011, 0.012, "
+                                                "0.013]}\n", timing=slow))
+        with pytest.raises(UsageError, match="lost the Dask scheduler at .*finished cases are kept in"):
+            fleet.run_fleet(s, RunOptions(out=tmp_path / "res"), address, "each",
+                            on_end=lambda done, total, rec: sch.kill())
+    finally:
+        for p in (wk, sch):
+            p.kill()
+            p.wait(timeout=30)
+    (d,) = list((tmp_path / "res").iterdir())
+    run, cases = results.read_run(d)
+    assert run.status == "interrupted"
+    assert len(cases) >= 1 and cases[0].status == "ok" and len(cases) < 4
