@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..identity import CaseKey
-
 
 @dataclass(frozen=True)
 class EngineRow:
@@ -31,10 +29,10 @@ def side_by_side(cases: list[Any], workload: str = "onnx") -> list[EngineRow]:
     for c in cases:
         if c.workload != workload or c.status != "ok" or c.timing is None:
             continue
-        med = c.timing.summary.get("median")
+        med = c.timing.summary.median
         if not med:
             continue
-        key = CaseKey.parse(c.case_id)
+        key = c.key
         k = key.with_backend("*").match_key(["engine"])
         engine = str(c.params.get("engine", "accelbench"))
         groups.setdefault(k, {})[f"{key.backend}/{engine}"] = float(med)
