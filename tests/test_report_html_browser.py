@@ -19,7 +19,10 @@ import pytest
 
 from accelbench import results
 from accelbench.report import html as rh
+from accelbench.report.html.machines import COLUMNS
+from tests.test_machines import fast_copy, slower_copy
 from tests.test_report_html import HOSTILE_LABEL, HOSTILE_SUITE, kernels_run, models_run
+from tests.test_report_html_machines import HOSTILE_GPU
 
 pytestmark = pytest.mark.browser
 
@@ -64,6 +67,8 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, l
         "compare": (rh.write_report([k, ks], out / "compare.html"), [k, ks]),
         "models": (rh.write_report([m], out / "models.html"), [m]),
         "hostile": (rh.write_report([h], out / "hostile.html"), [h]),
+        "machines": (rh.write_report([fast_copy(root), slower_copy(root, gpu=HOSTILE_GPU)],
+                                     out / "machines.html"), []),
     }
 
 
@@ -219,6 +224,29 @@ def test_hostile_names_show_as_text_and_run_nothing(opened: Any, reports: dict[s
     # inside the charts too: plotly shows the label as literal SVG text
     svg_texts = p.evaluate("Array.from(document.querySelectorAll('svg text')).map(t => t.textContent)")
     assert any(HOSTILE_LABEL in t for t in svg_texts)
+
+
+def test_machines_section_draws_sorts_and_shows_a_hostile_machine_as_text(opened: Any, reports: dict[str, Any]):
+    path, _ = reports["machines"]
+    o = opened("machines")
+    marks = assert_clean_and_drawn(o, path)
+    p = o.page
+    assert p.evaluate("typeof window.__pwned") == "undefined" and p.evaluate(
+        "document.querySelectorAll('img').length") == 0
+    n = table_rows(p, "table-machines")
+    assert n > 0 and n % 2 == 0  # a row per case and machine
+    (cid,) = [k for k in marks if k.startswith("chart-machines")]
+    assert marks[cid] == n // 2  # one marker per case, on the one other machine
+    assert HOSTILE_GPU in p.inner_text("#machine-vs-machine")
+    svg_texts = p.evaluate("Array.from(document.querySelectorAll('#machine-vs-machine svg text'))"
+                           ".map(t => t.textContent)")
+    assert any(HOSTILE_GPU in t for t in svg_texts)  # legend and axis title, as literal text
+    col = COLUMNS.index("speedup")
+    p.click(f"#table-machines th:nth-child({col + 1})")
+    keys = p.evaluate("(c) => Array.from(document.querySelectorAll('#table-machines tbody tr'))"
+                      ".map(r => r.cells[c].getAttribute('data-sort'))", col)
+    nums = [float(v) for v in keys if v is not None]
+    assert nums == sorted(nums) and nums[0] < 1 and nums[-1] == 1.0  # 0.5s, then the reference rows
 
 
 def test_report_of_a_real_runner_run(browser: Any, tmp_path: Path):

@@ -72,6 +72,7 @@ class Page:
     counters: Block
     problems: Block
     charts: list[Chart]
+    machines: Block | None = None  # machine vs machine, only when the runs come from several machines
 
 
 def slug(s: str) -> str:

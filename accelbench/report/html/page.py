@@ -9,6 +9,7 @@ from .comparison import comparison_block
 from .counters import counters_block
 from .distributions import distribution_blocks
 from .header import run_header
+from .machines import machines_block
 from .model import Block, Chart, Ids, Page
 from .models import model_blocks
 from .problems import problems_block
@@ -43,11 +44,13 @@ def build_page(view: ReportView, title: str | None = None) -> Page:
         charts += cc
     models, c5 = model_blocks(ids, df)
     counters, c6 = counters_block(ids, df) if len(df) else (Block("counters", "Counters"), [])
+    machines, c7 = machines_block(ids, view)
     probs = problems_block(ids, [(rv.label, rv.frame) for rv in view.runs])
     suites = sorted({rv.suite for rv in runs})
     return Page(
         title=title or f"accelbench report: {', '.join(suites)}",
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         runs=runs, banners=banners, speedup=speedup, roofline=roof, distributions=dists, comparisons=comps,
-        models=models, counters=counters, problems=probs, charts=c1 + c2 + c3 + charts + c5 + c6,
+        models=models, counters=counters, problems=probs, charts=c1 + c2 + c3 + charts + c5 + c6 + c7,
+        machines=machines,
     )

@@ -3,7 +3,8 @@ the table of every measured case."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -110,7 +111,7 @@ def speedup_chart(ids: Ids, wl: str, ok: pd.DataFrame, sp: dict[str, Speedup]) -
         labels = tick_labels(ok)
         ss = [sp[str(k)] for k in g["pair_key"]]
         trace = go.Bar(x=[labels[i] for i in g.index], y=[s.speedup for s in ss], name="speedup",
-                       marker={"color": BACKEND_COLOR["gpu"]}, error_y=_ci_bars(ss),
+                       marker={"color": BACKEND_COLOR["gpu"]}, error_y=ci_bars(ss),
                        hovertext=list(hover.values()), hoverinfo="text")
         lay = flat_ticks(layout("case", "speedup (CPU time / GPU time)", log_y=True, shapes=[unity_line("y")]),
                          len(g))
@@ -123,7 +124,7 @@ def speedup_chart(ids: Ids, wl: str, ok: pd.DataFrame, sp: dict[str, Speedup]) -
                       for j in g.index if names[j] == name), key=lambda t: t[0])
         traces.append(go.Scatter(x=[p[0] for p in pts], y=[p[1].speedup for p in pts], name=esc(name),
                                  mode="lines+markers", line={"color": PALETTE[i % len(PALETTE)], "width": 2},
-                                 marker={"size": 8}, error_y=_ci_bars([p[1] for p in pts]),
+                                 marker={"size": 8}, error_y=ci_bars([p[1] for p in pts]),
                                  hovertext=[p[2] for p in pts], hoverinfo="text"))
     xs = sorted({float(p[x]) for p in g["params"]})
     lay = layout(sweep_title(x), "speedup (CPU time / GPU time)", log_y=True, log_x=log_worthy(xs),
@@ -140,16 +141,28 @@ def _speedup_text(s: Speedup) -> str:
     return f"speedup {fmt_x(s.speedup)} (95% CI {fmt_range(s.ci_low, s.ci_high, fmt_x)})"
 
 
-def _has_ci(s: Speedup) -> bool:
+class SpeedupCI(Protocol):
+    """A speedup with its CI: compare.Speedup, or a machines.Cell (speedup over the reference machine)."""
+
+    @property
+    def speedup(self) -> float | None: ...
+    @property
+    def ci_low(self) -> float | None: ...
+    @property
+    def ci_high(self) -> float | None: ...
+
+
+def has_ci(s: SpeedupCI) -> bool:
     """Whether the CI bounds anything: with a handful of samples on a side it is (0, inf), and a whisker
     down to zero on a log axis would read like a measurement."""
-    return s.ci_low > 0 and finite(s.ci_high)
+    return s.ci_low is not None and s.ci_low > 0 and finite(s.ci_high)
 
 
-def _ci_bars(ss: list[Speedup]) -> dict[str, Any]:
+def ci_bars(ss: Sequence[SpeedupCI]) -> dict[str, Any]:
+    """Plotly error bars (error_x or error_y) of the speedups' CIs; none where the CI bounds nothing."""
     return {"type": "data", "symmetric": False, "color": "#333", "thickness": 1.2, "width": 3,
-            "array": [span(s.ci_high, s.speedup) if _has_ci(s) else 0.0 for s in ss],
-            "arrayminus": [span(s.speedup, s.ci_low) if _has_ci(s) else 0.0 for s in ss]}
+            "array": [span(s.ci_high, s.speedup) if has_ci(s) else 0.0 for s in ss],
+            "arrayminus": [span(s.speedup, s.ci_low) if has_ci(s) else 0.0 for s in ss]}
 
 
 def time_chart(ids: Ids, wl: str, ok: pd.DataFrame) -> Chart | None:
