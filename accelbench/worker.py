@@ -144,7 +144,7 @@ def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure one spec in this process with the runner's own code; the record as plain JSON."""
     from . import backends
     from .measure.counters import CounterSampler
-    from .runner import measure_case, skipped_record
+    from .runner import measure_case, skipped_record, unavailable_reason
 
     if not isinstance(spec, dict) or spec.get("protocol") != PROTOCOL:
         got = spec.get("protocol") if isinstance(spec, dict) else type(spec).__name__
@@ -164,7 +164,7 @@ def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
             if case.case_id(b) == want:
                 be = backends.get(b)
                 if not be.available:
-                    rec = skipped_record(case, b, spec["run_id"], f"{b} unavailable: {be.reason}")
+                    rec = skipped_record(case, b, spec["run_id"], unavailable_reason(b, be))
                     return rec.model_dump(mode="json")
                 measured, mquick = case, quick
                 if rounds > 1:

@@ -63,10 +63,8 @@ def _ci_rank(n: int, level: float) -> int:
     Cached: the stopping rule asks after every sample."""
     alpha = 1.0 - level
     # the binomial quantile, the smallest k with P(B <= k) >= alpha/2 (scipy.stats.binom.ppf), searched
-    # from 8 standard deviations below the mean
+    # upwards from 8 standard deviations below the mean, where P(B <= k) is below 1e-15 for every n and level
     k = max(0, int(n / 2.0 - 4.0 * math.sqrt(n)))
-    while k > 0 and _bdtr(k - 1, n, 0.5) >= alpha / 2.0:
-        k -= 1
     while _bdtr(k, n, 0.5) < alpha / 2.0:
         k += 1
     while k > 0 and _bdtr(k - 1, n, 0.5) > alpha / 2.0:
