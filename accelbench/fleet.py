@@ -283,6 +283,9 @@ def _connect(address: str, preload: tuple[str, ...], timeout_s: float) -> Iterat
         client.close()
 
 
+LOCAL_HOST = "127.0.0.1"  # a local:N cluster listens on loopback only, never on the machine's network address
+
+
 def local_cluster(n: int, preload: tuple[str, ...] = (), envs: list[dict[str, str]] | None = None) -> Any:
     """N Nanny-managed worker processes of one thread each, with ``GPU=1, CPU=1`` and their own
     ``CUDA_VISIBLE_DEVICES`` (the i-th of this process's visible devices, or device i; none past the
@@ -300,7 +303,8 @@ def local_cluster(n: int, preload: tuple[str, ...] = (), envs: list[dict[str, st
         if os.environ.get("PYTHONPATH"):
             wenv.setdefault("PYTHONPATH", os.environ["PYTHONPATH"])
         workers[f"local-{i}"] = {"cls": Nanny, "options": {
-            "nthreads": 1, "resources": {"GPU": 1, "CPU": 1}, "env": wenv, "preload": list(preload),
+            "host": LOCAL_HOST, "nthreads": 1, "resources": {"GPU": 1, "CPU": 1}, "env": wenv,
+            "preload": list(preload),
             "silence_logs": logging.ERROR, "memory_limit": 0,
             # the Nanny merges this shallowly over the whole configuration: hand it the whole of it
             "config": dask.config.merge(dask.config.config, WORKER_CONFIG)}}
@@ -308,7 +312,8 @@ def local_cluster(n: int, preload: tuple[str, ...] = (), envs: list[dict[str, st
     # spawns; a CPU case would then run single-threaded BLAS, unlike a local run. Unset them (a value
     # this process or envs[i] sets still wins).
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": None for k in NANNY_DEFAULT_ENV}):
-        return SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
+        return SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"host": LOCAL_HOST,
+                                                                                 "dashboard_address": ":0"}},
                            silence_logs=logging.ERROR)
 
 

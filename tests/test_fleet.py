@@ -163,7 +163,8 @@ def _dask_worker(address: str, name: str, pythonpath: Path, resources: str = "GP
     res = ["--resources", resources] if resources else []
     pre = [x for m in preload for x in ("--preload", m)]
     return subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--name", name,
-                             "--nthreads", "1", *res, *pre, "--no-dashboard", "--no-nanny"],
+                             "--nthreads", "1", *res, *pre, "--no-dashboard", "--no-nanny",
+                             "--host", "127.0.0.1"],
                             env=env, cwd=pythonpath, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
