@@ -14,7 +14,14 @@ it sends case specs to ``ENV -m accelbench worker`` processes (accelbench.worker
    is sampled, not fixed; cases are measured side by side, base and new back to back, in ABBA order
    (base first when round + case index is even) or at random (``--order random``), each with 1/rounds of
    the case's sampling budget (interleave.round_policy). Whatever the machine does during the session
-   hits both sides of a pair alike.
+   hits both sides of a pair alike. CPU cases are paired sample by sample (``--pairing samples``, the
+   default, when both workers offer it): each worker opens the case (validates it, sets it up afresh,
+   calibrates), and the parent asks them for one sample at a time, alternately (AB BA AB ...), at the
+   base side's loop count, until the round's budget is spent; both sides' samples are then taken within a
+   millisecond or so of each other. Measured on this project's shared 2-core machine, the host's
+   contention moves the speed of a CPU case by up to 2x on a scale of tens of milliseconds, so pairs of
+   whole cases (``--pairing cases``: base measures the case, then new) carried per-round noise of 15-30%
+   where sample pairs carry a few percent. GPU cases are always paired as whole cases.
 3. Evidence: the per-round pair is the unit. Both sides are written as ordinary run directories tagged
    with one interleave session and each sample's round, so compare.compare_runs takes its paired path
    (Wilcoxon signed-rank over the per-round log ratios, Holm over the cases, compare.decide) exactly as
@@ -33,6 +40,7 @@ import random
 import secrets
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,13 +49,14 @@ from typing import Any
 from . import __version__
 from .compare import CompareOptions, Comparison, EnvDiff, LoadedRun, compare_runs, machine_diff
 from .errors import ResultsError, UsageError
-from .interleave import merge_rounds
-from .isolate import WorkerPool, WorkerProcess, clean_env
-from .results import CaseRecord, RunRecord, RunWriter, new_run_id, now_iso
+from .interleave import RoundBudget, merge_rounds
+from .isolate import WorkerError, WorkerLost, WorkerPool, WorkerProcess, clean_env, deadline_s, lost_record
+from .results import CaseRecord, RunRecord, RunWriter, Timing, TimingSummary, new_run_id, now_iso
 from .worker import SuiteRef, case_spec, suite_payload
 
 DEFAULT_ROUNDS = 10
 ORDERS = ("abba", "random")
+PAIRINGS = ("samples", "cases")
 
 # Fingerprint fields that describe the machine rather than the software on it: they must agree.
 HARDWARE_PREFIXES = ("cpu.", "memory_total_bytes", "gpu.name", "gpu.nvml_name", "gpu.compute_capability",
@@ -70,6 +79,7 @@ class AbOptions:
     max_contention: float | None = None  # cores; None: half the machine's cores
     rerun_share: float = 0.25
     clock: str = "wall"  # or "cpu": CPU cases timed in process CPU seconds (immune to preemption)
+    pairing: str = "samples"  # CPU cases: alternate single samples between the two workers; or "cases"
     compare: CompareOptions = field(default_factory=CompareOptions)
     argv: list[str] = field(default_factory=list)
 
@@ -80,6 +90,8 @@ class AbOptions:
             raise UsageError(f"--rounds {self.rounds}: the paired analysis needs at least {MIN_ROUNDS} rounds")
         if self.clock not in ("wall", "cpu"):
             raise UsageError(f"--clock {self.clock!r}: choose wall or cpu")
+        if self.pairing not in PAIRINGS:
+            raise UsageError(f"--pairing {self.pairing!r}: choose {' or '.join(PAIRINGS)}")
         if self.order not in ORDERS:
             raise UsageError(f"--order {self.order!r}: choose {' or '.join(ORDERS)}")
         self.compare.check()
@@ -192,6 +204,67 @@ def contention_summary(recs: list[CaseRecord], limit: float) -> dict[str, Any]:
             "rounds_over_limit": sum(v > limit for v in vals)}
 
 
+def paired_round(todo: list[str], pools: dict[str, WorkerPool], specs: dict[str, dict[str, Any]],
+                 skeletons: dict[str, dict[str, Any]], timeout_s: float, rng: random.Random) -> dict[str, CaseRecord]:
+    """One round of one CPU case, paired sample by sample between the two sides' workers (``todo`` in the
+    order the round's ABBA or random draw gave): both open the case, then single samples alternate,
+    AB BA AB ..., at the base side's loop count, until the base side's round budget is spent; both close. A side whose case fails validation, or whose worker is lost,
+    gets that record; the other side keeps its validated record."""
+    recs: dict[str, CaseRecord] = {}
+    opened: dict[str, dict[str, Any]] = {}
+    wait = deadline_s(timeout_s)
+
+    def ask(r: str, msg: dict[str, Any], want: str) -> dict[str, Any] | None:
+        try:
+            return pools[r].get().request(msg, wait, want)
+        except WorkerLost as e:
+            pools[r].drop()
+            recs[r] = lost_record(skeletons[r], specs[r]["run_id"], e)
+        except WorkerError as e:
+            rec = CaseRecord.model_validate(opened[r]["record"] if r in opened else skeletons[r])
+            rec.run_id, rec.status, rec.timing, rec.message = specs[r]["run_id"], "error", None, str(e)
+            recs[r] = rec
+        return None
+
+    for r in todo:
+        got = ask(r, {"type": "open", **specs[r], "seed": rng.randrange(1 << 30)}, "opened")
+        if got is not None:
+            opened[r] = got
+    loops = opened.get("base", {}).get("loops")
+    xs: dict[str, list[float]] = {r: [] for r in todo}
+    t0 = time.perf_counter()
+    if len(opened) == 2 and loops and opened["new"].get("loops"):
+        budget = RoundBudget(**opened["base"]["budget"])
+        k = 0
+        while budget.more(k, time.perf_counter() - t0) and not recs:
+            for r in (todo if k % 2 == 0 else todo[::-1]):
+                got = ask(r, {"type": "sample", "loops": loops, "n": 1}, "samples")
+                if got is None:
+                    break
+                xs[r] += [float(x) for x in got["samples_s"]]
+            k += 1
+    total = time.perf_counter() - t0
+    for r in todo:
+        if r in recs:
+            continue
+        closed = ask(r, {"type": "close"}, "closed") if opened.get(r, {}).get("loops") else None
+        rec = CaseRecord.model_validate(opened[r]["record"])
+        n = min(len(v) for v in xs.values())
+        if rec.status == "ok" and n and not recs:
+            samples = xs[r][:n]
+            rec.timing = Timing(method=str(opened[r]["method"]), samples_s=samples, inner_loops=int(loops or 1),
+                                warmup=0, stop_reason="interleaved", total_time_s=total,
+                                summary=TimingSummary.of(samples), notes=[PAIRED_NOTE])
+            rec.timings = {}
+        if closed is not None:
+            rec.contention = closed.get("contention")
+        recs[r] = rec
+    return recs
+
+
+PAIRED_NOTE = "paired sample by sample with the other side's worker (AB BA ...)"
+
+
 def run_ab(suite_file: str | Path, base_env: str, new_env: str, opts: AbOptions,
            progress: Progress | None = None) -> AbResult:
     opts.check()
@@ -260,6 +333,16 @@ def run_ab(suite_file: str | Path, base_env: str, new_env: str, opts: AbOptions,
         skel = dict(info["skeleton"], run_id=writers[role].run.run_id)
         return pool.measure(spec, skel, float(info["timeout_s"]))
 
+    def measure_pair(todo: list[str], pools: dict[str, WorkerPool], cid: str) -> dict[str, CaseRecord]:
+        paired = (opts.pairing == "samples" and len(todo) == 2 and sides["base"].cases[cid]["backend"] == "cpu"
+                  and all("paired" in pools[r].get().hello.get("features", ()) for r in todo))
+        if not paired:
+            return {r: measure(r, pools[r], cid) for r in todo}
+        specs = {r: case_spec(ref, cid, writers[r].run.run_id, opts.quick, False, rounds=opts.rounds,
+                              clock=opts.clock) for r in todo}
+        skels = {r: dict(sides[r].cases[cid]["skeleton"], run_id=writers[r].run.run_id) for r in todo}
+        return paired_round(todo, pools, specs, skels, float(sides["base"].cases[cid]["timeout_s"]), rng)
+
     try:
         for rnd in range(opts.rounds):
             say(f"round {rnd + 1}/{opts.rounds}")
@@ -270,11 +353,11 @@ def run_ab(suite_file: str | Path, base_env: str, new_env: str, opts: AbOptions,
                     todo = [r for r in (first, second) if cid in sides[r].cases and cid not in failed[r]]
                     if not todo:
                         continue
-                    pair = {r: measure(r, pools[r], cid) for r in todo}
+                    pair = measure_pair(todo, pools, cid)
                     worst = max(_other_cores(x) for x in pair.values())
                     if worst > limit and reruns < rerun_budget and len(todo) == 2:
                         reruns += 1
-                        again = {r: measure(r, pools[r], cid) for r in todo}
+                        again = measure_pair(todo, pools, cid)
                         if max(_other_cores(x) for x in again.values()) < worst:
                             pair = again
                         worst = min(worst, max(_other_cores(x) for x in again.values()))

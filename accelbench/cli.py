@@ -647,6 +647,9 @@ def ab_cmd(
     order: Annotated[str, typer.Option("--order", help="abba or random: which side goes first in a pair.")] = "abba",
     clock: Annotated[str, typer.Option("--clock", help="wall, or cpu: time CPU cases in process CPU seconds (immune "
                                        "to other processes preempting the benchmark).")] = "wall",
+    pairing: Annotated[str, typer.Option("--pairing", help="samples: CPU cases alternate single samples between "
+                                         "the two workers (default); cases: each side measures the whole "
+                                         "case in turn.")] = "samples",
     threshold: ThresholdOpt = "5%",
     alpha: AlphaOpt = 0.01,
     metric: MetricOpt = "median",
@@ -670,7 +673,7 @@ def ab_cmd(
     from . import ab as ab_mod
     from .report import markdown as md
 
-    opts = ab_mod.AbOptions(rounds=rounds, order=order, clock=clock, backends=_backends(backend), filter=filter, quick=quick,
+    opts = ab_mod.AbOptions(rounds=rounds, order=order, clock=clock, pairing=pairing, backends=_backends(backend), filter=filter, quick=quick,
                             out=out_dir, max_contention=max_contention, argv=sys.argv,
                             compare=_compare_options(threshold, alpha, metric, None))
 

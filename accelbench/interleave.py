@@ -26,7 +26,7 @@ import math
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -148,44 +148,84 @@ class _PairSamples:
     total_s: float = 0.0
 
 
-def _tiny(p: TimingPolicy) -> TimingPolicy:
+def validation_policy(p: TimingPolicy) -> TimingPolicy:
     """Three samples, no warm-up time: enough for the runner to validate a side and give its record."""
     return replace(p, min_samples=3, max_samples=3, min_time_s=0.0, max_time_s=1e-3, warmup=1, warmup_time_s=0.0)
 
 
+@dataclass(frozen=True)
+class RoundBudget:
+    """How many pairs one round times: at least ``min_pairs``, then until ``2 * per_round_s`` (both sides'
+    share of the round) has passed, never more than ``max_pairs``."""
+
+    per_round_s: float
+    min_pairs: int
+    max_pairs: int
+
+    @classmethod
+    def of(cls, policies: Sequence[TimingPolicy], rounds: int) -> RoundBudget:
+        return cls(per_round_s=max(p.max_time_s for p in policies) / rounds,
+                   min_pairs=max(3, math.ceil(max(p.min_samples for p in policies) / rounds)),
+                   max_pairs=max(3, math.ceil(min(p.max_samples for p in policies) / rounds)))
+
+    def more(self, done: int, elapsed_s: float) -> bool:
+        return done < self.max_pairs and (done < self.min_pairs or elapsed_s < 2 * self.per_round_s)
+
+
+class RoundSide:
+    """One side of a paired round: its workload set up afresh behind a random-size allocation (so where its
+    buffers land differs from round to round), warmed up and calibrated, then timed one sample at a time
+    at the loop count the pair shares. The in-process interleave holds two; an ``accelbench ab`` worker
+    holds one, and the orchestrator alternates samples between two workers (accelbench.worker)."""
+
+    def __init__(self, case: Case, be: Backend, rng: random.Random, timer: CpuTimer) -> None:
+        self.workload = case.cls(case.params, be, seed=case.seed)
+        self.pad = bytearray(rng.randrange(1, 1 << 16) * 64)
+        self.timer = timer
+
+    def setup(self) -> None:
+        self.workload.setup()
+
+    def calibrate(self, policy: TimingPolicy, rounds: int) -> int:
+        """Warm up with 1/rounds of the policy's warm-up time; the loop count for one sample."""
+        loops, _ = self.timer.calibrate(self.workload.run, replace(policy, warmup_time_s=policy.warmup_time_s / rounds))
+        return loops
+
+    def sample(self, loops: int) -> float:
+        """Seconds per operation of one sample of ``loops`` operations."""
+        return self.timer.time_loops(self.workload.run, loops) / loops
+
+    def close(self) -> None:
+        self.workload.teardown()
+        self.pad = bytearray()
+
+
 def _pair_round(r: int, bcase: Case, ncase: Case, be: Backend, pb: TimingPolicy, pn: TimingPolicy, rounds: int,
                 rng: random.Random, out: _PairSamples) -> None:
-    """One round: both workloads set up afresh (a random-size allocation held through the round and a
-    random set-up order, so where the two sides' buffers land differs from round to round), warmed up, and
-    timed in pairs with the baseline's inner-loop count, the order inside each pair drawn at random."""
-    per_round_s = max(pb.max_time_s, pn.max_time_s) / rounds
-    min_pairs = max(3, math.ceil(max(pb.min_samples, pn.min_samples) / rounds))
-    max_pairs = max(3, math.ceil(min(pb.max_samples, pn.max_samples) / rounds))
-    warm = replace(pb, warmup_time_s=pb.warmup_time_s / rounds)
-    wb = bcase.cls(bcase.params, be, seed=bcase.seed)
-    wn = ncase.cls(ncase.params, be, seed=ncase.seed)
-    pad = bytearray(rng.randrange(1, 1 << 16) * 64)
+    """One round: both sides set up afresh (:class:`RoundSide`, in random order), warmed up, and timed in
+    pairs with the baseline's inner-loop count, the order inside each pair drawn at random."""
+    budget = RoundBudget.of((pb, pn), rounds)
+    timer = CpuTimer()
+    sb, sn = RoundSide(bcase, be, rng, timer), RoundSide(ncase, be, rng, timer)
     try:
-        for w in ((wb, wn) if rng.random() < 0.5 else (wn, wb)):
-            w.setup()
-        timer = CpuTimer()
-        loops, _ = timer.calibrate(wb.run, warm)
-        timer.calibrate(wn.run, warm)  # its warm-up; both sides then use the baseline's loop count
+        for s in ((sb, sn) if rng.random() < 0.5 else (sn, sb)):
+            s.setup()
+        loops = sb.calibrate(pb, rounds)
+        sn.calibrate(pb, rounds)  # its warm-up; both sides then use the baseline's loop count
         out.loops.append(loops)
         t0 = time.perf_counter()
         k = 0
-        while k < max_pairs and (k < min_pairs or time.perf_counter() - t0 < 2 * per_round_s):
-            first, second = (wb, wn) if rng.random() < 0.5 else (wn, wb)
-            t = {id(first): timer.time_loops(first.run, loops), id(second): timer.time_loops(second.run, loops)}
-            out.base.append(t[id(wb)] / loops)
-            out.new.append(t[id(wn)] / loops)
+        while budget.more(k, time.perf_counter() - t0):
+            first, second = (sb, sn) if rng.random() < 0.5 else (sn, sb)
+            t = {id(first): first.sample(loops), id(second): second.sample(loops)}
+            out.base.append(t[id(sb)])
+            out.new.append(t[id(sn)])
             out.rounds.append(r)
             k += 1
         out.total_s += time.perf_counter() - t0
     finally:
-        wb.teardown()
-        wn.teardown()
-        del pad
+        sb.close()
+        sn.close()
 
 
 def measure_pair_cpu(bcase: Case, ncase: Case, be: Backend, base_run_id: str, new_run_id: str, rounds: int,
@@ -199,8 +239,8 @@ def measure_pair_cpu(bcase: Case, ncase: Case, be: Backend, base_run_id: str, ne
     tests over rounds."""
     pb = bcase.timing.quick() if quick else bcase.timing
     pn = ncase.timing.quick() if quick else ncase.timing
-    tb = measure_case(replace(bcase, timing=_tiny(pb)), be, base_run_id)
-    tn = measure_case(replace(ncase, timing=_tiny(pn)), be, new_run_id)
+    tb = measure_case(replace(bcase, timing=validation_policy(pb)), be, base_run_id)
+    tn = measure_case(replace(ncase, timing=validation_policy(pn)), be, new_run_id)
     tb.definition_hash, tn.definition_hash = bcase.definition_hash(), ncase.definition_hash()
     if tb.status != "ok" or tn.status != "ok":
         return tb, tn

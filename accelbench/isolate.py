@@ -265,10 +265,14 @@ class WorkerPool:
             return lost_record(skeleton, spec["run_id"], e)
         return CaseRecord.model_validate(reply["record"])
 
-    def close(self) -> None:
+    def drop(self) -> None:
+        """Forget a lost worker (killed or exited); the next request starts a fresh one."""
         if self.worker is not None:
             self.worker.close()
-            self.worker = None
+        self.worker = None
+
+    def close(self) -> None:
+        self.drop()
 
 
 class IsolatedExecutor:

@@ -32,8 +32,19 @@ an object with a ``type``. The worker speaks first:
   parent -> {"type": "load", "suite": {...}, "backends": ["cpu"] | null, "filter": TEXT | null}
                                                 worker -> {"type": "loaded", "suite": {...}, "cases": [...]}
   parent -> {"type": "fingerprint"}             worker -> {"type": "fingerprint", "environment": {...}}
+  parent -> {"type": "open", ...a spec..., "seed": N}
+                                                worker -> {"type": "opened", "record": {...}, "loops": L,
+                                                           "method": ..., "budget": {...}}
+  parent -> {"type": "sample", "loops": L, "n": 1}
+                                                worker -> {"type": "samples", "samples_s": [...]}
+  parent -> {"type": "close"}                   worker -> {"type": "closed", "contention": {...}}
   parent -> {"type": "bye"} (or end of stdin)   the worker exits 0
   any request it cannot serve                   worker -> {"type": "error", "message": "one line"}
+
+open / sample / close (feature "paired", listed in the hello's ``features``) let a parent alternate the
+samples of one CPU case between two workers, one sample at a time, so that whatever the machine does
+hits both sides of a pair within a millisecond of each other (accelbench.ab); ``open`` validates the case
+first and answers ``loops: null`` with the failed record when it does not validate.
 
 Only protocol lines reach the worker's stdout: file descriptor 1 is pointed at stderr before anything
 is imported (so a workload's print, or a C library's printf, lands in the log), and the protocol writes
@@ -50,12 +61,18 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import AccelbenchError
 
+if TYPE_CHECKING:
+    from .measure.timing import CpuTimer
+
 PROTOCOL = 1
+# Requests beyond protocol 1's first version, announced in the hello (an older worker lists none, and its
+# parent then sends each case as one request): "paired" = open / sample / close.
+FEATURES = ("paired",)
 
 
 class WorkerError(AccelbenchError):
@@ -140,11 +157,11 @@ def contention(before: tuple[float, float, float], after: tuple[float, float, fl
 # ---------------------------------------------------------------- one spec
 
 
-def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """Measure one spec in this process with the runner's own code; the record as plain JSON."""
+def _resolve(spec: dict[str, Any]) -> tuple[Any, str, Any, type[CpuTimer], int, bool]:
+    """(case, backend name, backend, CPU timer class, rounds, quick) of a spec; WorkerError when it
+    cannot be served here."""
     from . import backends
-    from .measure.counters import CounterSampler
-    from .runner import measure_case, skipped_record, unavailable_reason
+    from .measure.timing import CPU_TIMERS
 
     if not isinstance(spec, dict) or spec.get("protocol") != PROTOCOL:
         got = spec.get("protocol") if isinstance(spec, dict) else type(spec).__name__
@@ -152,39 +169,123 @@ def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
     s = spec["suite"]
     suite = _suite_of(s)
     want = spec["case_id"]
-    from .measure.timing import CPU_TIMERS
-
-    rounds = int(spec.get("rounds") or 1)
-    quick = bool(spec.get("quick"))
     timer = CPU_TIMERS.get(str(spec.get("clock", "wall")))
     if timer is None:
         raise WorkerError(f"clock {spec.get('clock')!r}: this worker knows {', '.join(CPU_TIMERS)}")
     for case in suite.cases:
         for b in case.backends:
             if case.case_id(b) == want:
-                be = backends.get(b)
-                if not be.available:
-                    rec = skipped_record(case, b, spec["run_id"], unavailable_reason(b, be))
-                    return rec.model_dump(mode="json")
-                measured, mquick = case, quick
-                if rounds > 1:
-                    from .interleave import round_policy
-
-                    measured, mquick = round_policy(case, rounds, quick), False
-                sampler = CounterSampler(enabled=bool(spec.get("counters", True)))
-                sampler.start()
-                t0 = cpu_snapshot()
-                try:
-                    rec = measure_case(measured, be, spec["run_id"], quick=mquick, sampler=sampler,
-                                       cpu_timer=timer)
-                finally:
-                    t1 = cpu_snapshot()
-                    sampler.stop()
-                if rounds > 1:  # the record names the case as the whole run measures it, not one round
-                    rec.definition_hash = case.definition_hash(case.timing.quick() if quick else None)
-                rec.contention = contention(t0, t1, os.cpu_count())
-                return rec.model_dump(mode="json")
+                return case, b, backends.get(b), timer, int(spec.get("rounds") or 1), bool(spec.get("quick"))
     raise WorkerError(f"{s['file']}: no case {want!r} in this suite")
+
+
+def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Measure one spec in this process with the runner's own code; the record as plain JSON."""
+    from .measure.counters import CounterSampler
+    from .runner import measure_case, skipped_record, unavailable_reason
+
+    case, b, be, timer, rounds, quick = _resolve(spec)
+    if not be.available:
+        return skipped_record(case, b, spec["run_id"], unavailable_reason(b, be)).model_dump(mode="json")
+    measured, mquick = case, quick
+    if rounds > 1:
+        from .interleave import round_policy
+
+        measured, mquick = round_policy(case, rounds, quick), False
+    sampler = CounterSampler(enabled=bool(spec.get("counters", True)))
+    sampler.start()
+    t0 = cpu_snapshot()
+    try:
+        rec = measure_case(measured, be, spec["run_id"], quick=mquick, sampler=sampler, cpu_timer=timer)
+    finally:
+        t1 = cpu_snapshot()
+        sampler.stop()
+    if rounds > 1:  # the record names the case as the whole run measures it, not one round
+        rec.definition_hash = case.definition_hash(case.timing.quick() if quick else None)
+    rec.contention = contention(t0, t1, os.cpu_count())
+    return rec.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------- paired sampling (open / sample / close)
+
+
+@dataclass
+class _Open:
+    side: Any  # interleave.RoundSide
+    wall_s: float = 0.0
+    busy_s: float = 0.0
+    own_s: float = 0.0
+
+
+_OPEN: dict[str, _Open] = {}  # at most one case held open by this worker, under the key "case"
+
+
+def open_case(spec: dict[str, Any]) -> dict[str, Any]:
+    """``open``: validate a CPU case with the runner's own code (a 3-sample record, as the in-process
+    interleave does), then set it up afresh and calibrate it; the case stays open for ``sample`` requests
+    until ``close``. The answer: the validated record, the calibrated loop count and the round's budget
+    (interleave.RoundBudget); ``loops`` is null when the case did not validate (the record says why)."""
+    import random
+    from dataclasses import asdict, replace
+
+    from .interleave import RoundBudget, RoundSide, validation_policy
+    from .runner import measure_case, skipped_record, unavailable_reason
+
+    close_case()
+    case, b, be, timer, rounds, quick = _resolve(spec)
+    if b != "cpu":
+        raise WorkerError(f"{spec['case_id']}: paired sampling is for CPU cases; send the case as one request")
+    if not be.available:
+        rec = skipped_record(case, b, spec["run_id"], unavailable_reason(b, be))
+        return {"type": "opened", "record": rec.model_dump(mode="json"), "loops": None}
+    policy = case.timing.quick() if quick else case.timing
+    rec = measure_case(replace(case, timing=validation_policy(policy)), be, spec["run_id"], cpu_timer=timer)
+    rec.definition_hash = case.definition_hash(case.timing.quick() if quick else None)
+    if rec.status != "ok":
+        return {"type": "opened", "record": rec.model_dump(mode="json"), "loops": None}
+    side = RoundSide(case, be, random.Random(spec.get("seed")), timer())
+    try:
+        side.setup()
+        loops = side.calibrate(policy, rounds)
+    except Exception as e:  # a failure after validation passed: the case's error, the worker goes on
+        side.close()
+        rec.status, rec.timing, rec.message = "error", None, f"paired set-up: {type(e).__name__}: {e}"
+        return {"type": "opened", "record": rec.model_dump(mode="json"), "loops": None}
+    _OPEN["case"] = _Open(side)
+    return {"type": "opened", "record": rec.model_dump(mode="json"), "loops": loops, "method": timer.method,
+            "budget": asdict(RoundBudget.of([policy], rounds))}
+
+
+def sample_case(msg: dict[str, Any]) -> dict[str, Any]:
+    """``sample``: ``n`` (default 1) samples of ``loops`` operations of the open case, seconds per
+    operation; the CPU others took meanwhile is added to the case's contention."""
+    held = _OPEN.get("case")
+    if held is None:
+        raise WorkerError("no case is open: send open first")
+    loops, n = int(msg["loops"]), int(msg.get("n", 1))
+    if loops < 1 or not 1 <= n <= 10_000:
+        raise WorkerError(f"sample: loops {loops} and n {n} must be positive (n at most 10000)")
+    a = cpu_snapshot()
+    try:
+        xs = [held.side.sample(loops) for _ in range(n)]
+    except Exception as e:
+        close_case()
+        raise WorkerError(f"sampling: {type(e).__name__}: {e}") from None
+    z = cpu_snapshot()
+    held.wall_s += z[0] - a[0]
+    held.busy_s += z[1] - a[1]
+    held.own_s += z[2] - a[2]
+    return {"type": "samples", "samples_s": xs}
+
+
+def close_case() -> dict[str, Any]:
+    """``close``: tear the open case down; the answer carries the contention over its samples."""
+    held = _OPEN.pop("case", None)
+    if held is None:
+        return {"type": "closed", "contention": None}
+    held.side.close()
+    return {"type": "closed",
+            "contention": contention((0.0, 0.0, 0.0), (held.wall_s, held.busy_s, held.own_s), os.cpu_count())}
 
 
 def load_cases(msg: dict[str, Any]) -> dict[str, Any]:
@@ -206,7 +307,8 @@ def load_cases(msg: dict[str, Any]) -> dict[str, Any]:
 
 def hello() -> dict[str, Any]:
     return {"type": "hello", "protocol": PROTOCOL, "accelbench": __version__,
-            "python": platform.python_version(), "executable": sys.executable, "pid": os.getpid()}
+            "python": platform.python_version(), "executable": sys.executable, "pid": os.getpid(),
+            "features": list(FEATURES)}
 
 
 def handle(msg: Any) -> dict[str, Any] | None:
@@ -222,6 +324,12 @@ def handle(msg: Any) -> dict[str, Any] | None:
             return {"type": "record", "record": measure_spec({k: v for k, v in msg.items() if k != "type"})}
         if kind == "load":
             return load_cases(msg)
+        if kind == "open":
+            return open_case({k: v for k, v in msg.items() if k != "type"})
+        if kind == "sample":
+            return sample_case(msg)
+        if kind == "close":
+            return close_case()
         if kind == "fingerprint":
             from . import environment
 
