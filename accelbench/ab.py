@@ -52,7 +52,7 @@ from .errors import ResultsError, UsageError
 from .interleave import RoundBudget, merge_rounds
 from .isolate import WorkerError, WorkerLost, WorkerPool, WorkerProcess, clean_env, deadline_s, lost_record
 from .results import CaseRecord, RunRecord, RunWriter, Timing, TimingSummary, new_run_id, now_iso
-from .worker import SuiteRef, case_spec, suite_payload
+from .worker import CPUS_ENV, SuiteRef, case_spec, parse_cpus, suite_payload
 
 DEFAULT_ROUNDS = 10
 ORDERS = ("abba", "random")
@@ -80,6 +80,7 @@ class AbOptions:
     rerun_share: float = 0.25
     clock: str = "wall"  # or "cpu": CPU cases timed in process CPU seconds (immune to preemption)
     pairing: str = "samples"  # CPU cases: alternate single samples between the two workers; or "cases"
+    affinity: str = "none"  # "same": both workers of a round on one CPU (rotating); "0,2-3": on these; none
     compare: CompareOptions = field(default_factory=CompareOptions)
     argv: list[str] = field(default_factory=list)
 
@@ -92,9 +93,28 @@ class AbOptions:
             raise UsageError(f"--clock {self.clock!r}: choose wall or cpu")
         if self.pairing not in PAIRINGS:
             raise UsageError(f"--pairing {self.pairing!r}: choose {' or '.join(PAIRINGS)}")
+        self.cpu_sets(0)
         if self.order not in ORDERS:
             raise UsageError(f"--order {self.order!r}: choose {' or '.join(ORDERS)}")
         self.compare.check()
+
+
+    def cpu_sets(self, rnd: int) -> str | None:
+        """The CPUs both workers of round ``rnd`` are pinned to (worker.CPUS_ENV's text), or None."""
+        if self.affinity == "none":
+            return None
+        if not hasattr(os, "sched_getaffinity"):
+            raise UsageError(f"--affinity {self.affinity}: this platform cannot pin processes to CPUs")
+        mine = sorted(os.sched_getaffinity(0))
+        if self.affinity == "same":
+            return str(mine[rnd % len(mine)])
+        try:
+            want = parse_cpus(self.affinity)
+        except ValueError:
+            raise UsageError(f"--affinity {self.affinity!r}: give none, same, or CPU numbers like 0,2-3") from None
+        if not want <= set(mine):
+            raise UsageError(f"--affinity {self.affinity}: this process may use CPUs {mine} only")
+        return ",".join(str(c) for c in sorted(want))
 
 
 @dataclass
@@ -244,13 +264,14 @@ def paired_round(todo: list[str], pools: dict[str, WorkerPool], specs: dict[str,
                 xs[r] += [float(x) for x in got["samples_s"]]
             k += 1
     total = time.perf_counter() - t0
+    lost = bool(recs)  # a side failed or was lost: the other keeps its validated record, unpaired
+    n = min(len(v) for v in xs.values())
     for r in todo:
         if r in recs:
             continue
         closed = ask(r, {"type": "close"}, "closed") if opened.get(r, {}).get("loops") else None
         rec = CaseRecord.model_validate(opened[r]["record"])
-        n = min(len(v) for v in xs.values())
-        if rec.status == "ok" and n and not recs:
+        if rec.status == "ok" and n and not lost:
             samples = xs[r][:n]
             rec.timing = Timing(method=str(opened[r]["method"]), samples_s=samples, inner_loops=int(loops or 1),
                                 warmup=0, stop_reason="interleaved", total_time_s=total,
@@ -304,7 +325,7 @@ def run_ab(suite_file: str | Path, base_env: str, new_env: str, opts: AbOptions,
                      "counters": opts.counters, "suite_yaml": text,
                      "interleave": {"session": session, "role": role, "rounds": opts.rounds},
                      "ab": {"env": s.given, "python": s.python, "order": opts.order, "side": s.role,
-                            "clock": opts.clock,
+                            "clock": opts.clock, "pairing": opts.pairing, "affinity": opts.affinity,
                             "orchestrator_accelbench": __version__}},
             environment=s.environment,
         )
@@ -346,7 +367,9 @@ def run_ab(suite_file: str | Path, base_env: str, new_env: str, opts: AbOptions,
     try:
         for rnd in range(opts.rounds):
             say(f"round {rnd + 1}/{opts.rounds}")
-            pools = {r: WorkerPool(sides[r].python, clean_env(), name=sides[r].where) for r in ("base", "new")}
+            cpus = opts.cpu_sets(rnd)
+            env = clean_env() | ({CPUS_ENV: cpus} if cpus else {})
+            pools = {r: WorkerPool(sides[r].python, env, name=sides[r].where) for r in ("base", "new")}
             try:
                 for i, cid in enumerate(order):
                     first, second = pair_order(opts.order, rnd, i, rng)

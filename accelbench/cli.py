@@ -650,6 +650,9 @@ def ab_cmd(
     pairing: Annotated[str, typer.Option("--pairing", help="samples: CPU cases alternate single samples between "
                                          "the two workers (default); cases: each side measures the whole "
                                          "case in turn.")] = "samples",
+    affinity: Annotated[str, typer.Option("--affinity", help="none; same: both workers of a round on one CPU "
+                                          "(a different one each round; for single-threaded CPU code on a "
+                                          "shared host); or CPU numbers like 0,2-3 for both.")] = "none",
     threshold: ThresholdOpt = "5%",
     alpha: AlphaOpt = 0.01,
     metric: MetricOpt = "median",
@@ -673,7 +676,7 @@ def ab_cmd(
     from . import ab as ab_mod
     from .report import markdown as md
 
-    opts = ab_mod.AbOptions(rounds=rounds, order=order, clock=clock, pairing=pairing, backends=_backends(backend), filter=filter, quick=quick,
+    opts = ab_mod.AbOptions(rounds=rounds, order=order, clock=clock, pairing=pairing, affinity=affinity, backends=_backends(backend), filter=filter, quick=quick,
                             out=out_dir, max_contention=max_contention, argv=sys.argv,
                             compare=_compare_options(threshold, alpha, metric, None))
 

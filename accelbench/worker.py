@@ -53,6 +53,7 @@ to a private copy of the original descriptor.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -73,6 +74,7 @@ PROTOCOL = 1
 # Requests beyond protocol 1's first version, announced in the hello (an older worker lists none, and its
 # parent then sends each case as one request): "paired" = open / sample / close.
 FEATURES = ("paired",)
+CPUS_ENV = "ACCELBENCH_WORKER_CPUS"  # the parent's CPU pinning for this worker (see pin_from_env)
 
 
 class WorkerError(AccelbenchError):
@@ -306,9 +308,38 @@ def load_cases(msg: dict[str, Any]) -> dict[str, Any]:
 
 
 def hello() -> dict[str, Any]:
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {"type": "hello", "protocol": PROTOCOL, "accelbench": __version__,
             "python": platform.python_version(), "executable": sys.executable, "pid": os.getpid(),
-            "features": list(FEATURES)}
+            "features": list(FEATURES), "cpus": cpus}
+
+
+def parse_cpus(text: str) -> set[int]:
+    """``"0"``, ``"0,2"``, ``"0-3,6"`` -> the set of CPU numbers; ValueError on anything else."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        a, b = int(lo), int(hi) if hi else int(lo)
+        if a < 0 or b < a:
+            raise ValueError(f"bad CPU range {part!r}")
+        cpus.update(range(a, b + 1))
+    if not cpus:
+        raise ValueError("no CPU given")
+    return cpus
+
+
+def pin_from_env() -> None:
+    """Pin every thread of this worker to the CPUs named by ``ACCELBENCH_WORKER_CPUS`` (set by a parent
+    that wants both sides of an A/B on the same CPU: accelbench.ab ``--affinity``). Every thread, because
+    a BLAS library may have started its pool when NumPy was imported, before this runs."""
+    text = os.environ.get(CPUS_ENV)
+    if not text or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = parse_cpus(text)
+    tids = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["0"]
+    for tid in tids:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(tid), cpus)
 
 
 def handle(msg: Any) -> dict[str, Any] | None:
@@ -356,6 +387,7 @@ def serve(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
     out = stdout if stdout is not None else _protocol_stream()
     if stdout is None:  # a worker process: a segfault leaves the Python stack in the stderr tail
         faulthandler.enable()
+        pin_from_env()
     inp = stdin if stdin is not None else sys.stdin
 
     def send(obj: dict[str, Any]) -> None:

@@ -100,6 +100,7 @@ def measure(args: argparse.Namespace, work: Path, log: dict[str, Any]) -> None:
         new = b if planted else a
         t0 = time.perf_counter()
         res = run_ab(suite, str(a), str(new), AbOptions(rounds=args.rounds, out=work / "ab", seed=s, clock=args.clock,
+                                                       pairing=args.pairing, affinity=args.affinity,
                                                        compare=CompareOptions(threshold=0.03)))
         log["ab"].append({"kind": "A/B" if planted else "A/A", "base": str(res.base_dir), "new": str(res.new_dir),
                           "wall_s": time.perf_counter() - t0, "cases": len(res.comparison.cases),
@@ -187,6 +188,8 @@ def main() -> None:
     ap.add_argument("--separate-b", type=int, default=1, help="separate runs of B after each session (0 or 1)")
     ap.add_argument("--time", type=float, default=0.24, help="max_time_s per case and side (split over rounds)")
     ap.add_argument("--clock", default="cpu", choices=("wall", "cpu"), help="ab's --clock")
+    ap.add_argument("--pairing", default="samples", choices=("samples", "cases"), help="ab's --pairing")
+    ap.add_argument("--affinity", default="same", help="ab's --affinity (none, same, or CPU numbers)")
     ap.add_argument("--threshold", type=float, default=0.03)
     ap.add_argument("--analyse", action="store_true", help="only analyse the runs already under --work")
     ap.add_argument("--json", type=Path)
