@@ -405,6 +405,10 @@ def run_ab(suite_file: str | Path, base_env: str, new_env: str, opts: AbOptions,
             if not recs:
                 continue
             rec = merge_rounds(recs, None, sides[r].cases[cid]["backend"], writers[r].run.run_id)
+            paired = sum(PAIRED_NOTE in x.timing.notes for x in recs if x.timing is not None)
+            if paired and rec.timing is not None:
+                rec.timing.notes.append(PAIRED_NOTE + ("" if paired == len(recs) else
+                                                       f" in {paired} of {len(recs)} rounds"))
             summary = contention_summary(recs, limit)
             rec.contention = {"per_round_other_cores": [_other_cores(x) for x in recs],
                               "limit_cores": limit, **summary}
