@@ -25,6 +25,19 @@ def test_successive_random_inputs_differ_but_repeat_per_seed():
     assert np.all(x1 != 0)
 
 
+def test_empty_aligned_starts_on_the_boundary_whatever_malloc_gives():
+    w = _wl()
+    keep = []
+    for k in range(40):  # many allocations of odd sizes: malloc's 16-byte alignment drawn each time
+        keep.append(np.empty(k * 7 + 1, np.uint8))
+        for dtype, shape, align in (("float32", (3, 5), 64), ("float64", (1001,), 64), ("float16", (8,), 256)):
+            a = w.empty_aligned(shape, dtype, align)
+            assert a.ctypes.data % align == 0 and a.shape == shape and a.dtype == np.dtype(dtype)
+            assert a.flags.c_contiguous and a.flags.writeable
+            a[...] = 1.5  # the whole array is usable memory of its own
+            assert float(a.sum()) == 1.5 * a.size
+
+
 def test_rel_error_catches_nan_and_scale():
     ref = np.arange(1.0, 5.0)
     assert rel_error(ref, ref) == 0.0
