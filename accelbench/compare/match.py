@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..results import CaseRecord
+from ..results import CaseCore, CaseRecord
 
 # ---------------------------------------------------------------- matching
 
 
-def case_threshold(rec: CaseRecord, default: float) -> float:
+def case_threshold(rec: CaseRecord | CaseCore, default: float) -> float:
     th = rec.thresholds or {}
     v = th.get("regression", th.get(rec.workload))
     return float(v) if v is not None else default

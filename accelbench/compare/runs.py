@@ -13,7 +13,7 @@ from typing import Any
 from .. import drift as drift_mod
 from ..errors import ResultsError, UsageError
 from ..report.format import fmt_change, fmt_time
-from ..results import CaseRecord, RunRecord, read_run, unfinished_note
+from ..results import CaseCore, CaseRecord, RunRecord, gc_paused, read_run, unfinished_note
 from .match import EnvDiff, case_threshold, machine_diff
 from .stats import (
     DEFAULT_ALPHA,
@@ -25,11 +25,11 @@ from .stats import (
     RatioCI,
     Side,
     Verdict,
-    case_stats,
+    cases_stats,
     decide,
     holm,
-    side_of,
-    timing_problem,
+    sides_of,
+    timing_problems,
 )
 
 # ---------------------------------------------------------------- comparing runs
@@ -116,6 +116,21 @@ class LoadedRun:
 
 
 @dataclass
+class CoreRun:
+    """A run read only to be compared (:func:`load_core`): its cases as results.CaseCore, the fields
+    compare reads of a record."""
+
+    run: RunRecord
+    cases: list[CaseCore]
+    source: str
+    kind: str = "accelbench"
+
+
+AnyRun = LoadedRun | CoreRun
+AnyCase = CaseRecord | CaseCore
+
+
+@dataclass
 class Comparison:
     base: str
     new: str
@@ -151,7 +166,7 @@ class Comparison:
             "machine_differences": [asdict(d) for d in self.machine],
             "counts": self.counts(), "regressions": [c.key for c in self.regressions], "warnings": self.warnings,
             "drift": self.drift,
-            "cases": [{k: clean(v) for k, v in asdict(c).items()} for c in self.cases],
+            "cases": [{k: list(v) if k == "notes" else clean(v) for k, v in vars(c).items()} for c in self.cases],
         }
 
 
@@ -171,19 +186,24 @@ def _quick(run: RunRecord) -> bool:
     return bool(run.options.get("quick")) if isinstance(run.options, dict) else False
 
 
-def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = None,
+def compare_runs(base: AnyRun, new: AnyRun, opts: CompareOptions | None = None,
                  stats: CaseStats | None = None) -> Comparison:
     """Match every case of ``base`` and ``new`` and give each a verdict; nothing is dropped silently.
     ``stats(key, base_side, new_side)`` replaces :func:`case_stats` where the base is not one run (the
     history gate: a segment of runs, one value per run)."""
+    with gc_paused():
+        return _compare_runs(base, new, opts, stats)
+
+
+def _compare_runs(base: AnyRun, new: AnyRun, opts: CompareOptions | None, stats: CaseStats | None) -> Comparison:
     opts = opts or CompareOptions()
     opts.check()
     ign = tuple(opts.ignore_params)
     paired = _interleave_session(base.run) is not None and _interleave_session(base.run) == \
         _interleave_session(new.run)
 
-    def index(cases: list[CaseRecord], which: str) -> dict[str, CaseRecord]:
-        out: dict[str, CaseRecord] = {}
+    def index(cases: Sequence[AnyCase], which: str) -> dict[str, AnyCase]:
+        out: dict[str, AnyCase] = {}
         for c in cases:
             k = c.key.match_key(ign)
             if k in out:  # (a repeated case id is refused on reading, with both line numbers)
@@ -194,7 +214,7 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
 
     bi, ni = index(base.cases, base.source), index(new.cases, new.source)
     results: list[CaseComparison] = []
-    tests: list[tuple[CaseComparison, float, float, RatioCI, float]] = []
+    both_ok: list[tuple[CaseComparison, AnyCase, AnyCase]] = []
     for key in list(bi) + [k for k in ni if k not in bi]:
         b, n = bi.get(key), ni.get(key)
         rec = n or b
@@ -217,11 +237,15 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
             bad = b if which == "base" else n
             cc.verdict, cc.reason = "failed", f"{bad.status} in {which}: {bad.message}"
             continue
-        invalid = [(w, why) for w, r in (("base", b), ("new", n)) if (why := timing_problem(r.timing))]
+        both_ok.append((cc, b, n))
+    # the samples of all cases at once (numpy over every case of one sample count: see stats.cases_stats)
+    problems = (timing_problems([b.timing for _, b, _ in both_ok]), timing_problems([n.timing for _, _, n in both_ok]))
+    valid: list[tuple[CaseComparison, AnyCase, AnyCase]] = []
+    for (cc, b, n), *why in zip(both_ok, *problems, strict=True):
+        invalid = [(w, y) for w, y in zip(("base", "new"), why, strict=True) if y]
         if invalid:
             cc.verdict = "failed"
-            cc.reason = "; ".join(f"invalid record in {w}: {why}: a time must be finite and positive"
-                                  for w, why in invalid)
+            cc.reason = "; ".join(f"invalid record in {w}: {y}: a time must be finite and positive" for w, y in invalid)
             continue
         if b.definition_hash and n.definition_hash and b.definition_hash != n.definition_hash:
             ignored_diff = {k for k in ign if b.params.get(k) != n.params.get(k)}
@@ -231,14 +255,23 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
             else:
                 cc.definition_changed = True
                 cc.notes.append("definition changed (workload definition or timing options): not gated")
-        sb, sn = side_of(b, opts.metric), side_of(n, opts.metric)
+        valid.append((cc, b, n))
+    sides = (sides_of([b for _, b, _ in valid], opts.metric), sides_of([n for _, _, n in valid], opts.metric))
+    timed: list[tuple[CaseComparison, Side, Side]] = []
+    for (cc, _, _), sb, sn in zip(valid, *sides, strict=True):
         if sb is None or sn is None or not (sb.value > 0 and sn.value > 0):
             cc.verdict, cc.reason = "inconclusive", "no timing in " + ("base" if sb is None else "new")
             continue
         cc.base_value_s, cc.new_value_s, cc.n_base, cc.n_new = sb.value, sn.value, sb.n, sn.n
         cc.floor_s = FLOOR_TICKS * max(sb.floor_s, sn.floor_s)
-        r, ps, pf, test = stats(key, sb, sn) if stats else case_stats(sb, sn, opts.metric, opts.level,
-                                                                      paired=paired, seed=_seed(key))
+        timed.append((cc, sb, sn))
+    if stats is not None:
+        found = [stats(cc.key, sb, sn) for cc, sb, sn in timed]
+    else:
+        found = cases_stats([(sb, sn) for _, sb, sn in timed], opts.metric, opts.level, paired=paired,
+                            seed=lambda i: _seed(timed[i][0].key))
+    tests: list[tuple[CaseComparison, float, float, RatioCI, float]] = []
+    for (cc, sb, sn), (r, ps, pf, test) in zip(timed, found, strict=True):
         cc.ratio, cc.ci_low, cc.ci_high, cc.ci_method, cc.test = r.ratio, r.ci_low, r.ci_high, r.method, test
         cc.p_slower, cc.p_faster = ps, pf
         tests.append((cc, ps, pf, r, sn.value - sb.value))
@@ -278,26 +311,24 @@ def compare_runs(base: LoadedRun, new: LoadedRun, opts: CompareOptions | None = 
                       drift=drift.to_dict() if drift is not None else None)
 
 
-def speedups(run: LoadedRun | Sequence[CaseRecord], metric: str = "median", level: float = DEFAULT_LEVEL
+def speedups(run: AnyRun | Sequence[CaseRecord] | Sequence[CaseCore], metric: str = "median", level: float = DEFAULT_LEVEL
              ) -> list[Speedup]:
     """GPU-vs-CPU speedup (CPU time / GPU time) with its CI for every case measured on both backends: the
     one definition every reporter shows (terminal, Markdown, ``compare RUN``, HTML), by the method compare
     uses for two runs (batch means and Hodges-Lehmann; see the module docstring), largest first."""
-    cases = run.cases if isinstance(run, LoadedRun) else run
-    by: dict[str, dict[str, CaseRecord]] = {}
-    for c in cases:
-        if c.status == "ok" and c.timing is not None and timing_problem(c.timing) is None:
+    cases: Sequence[AnyCase] = run.cases if isinstance(run, LoadedRun | CoreRun) else run
+    ok = [c for c in cases if c.status == "ok" and c.timing is not None]
+    by: dict[str, dict[str, AnyCase]] = {}
+    for c, why in zip(ok, timing_problems([c.timing for c in ok]), strict=True):
+        if why is None:
             by.setdefault(c.key.pair_key, {})[c.backend] = c
-    out = []
-    for key, d in by.items():
-        if "gpu" not in d or "cpu" not in d:
-            continue
-        sg, sc = side_of(d["gpu"], metric), side_of(d["cpu"], metric)
-        if sg is None or sc is None or not sg.n or not sc.n:
-            continue
-        r, _, _, _ = case_stats(sg, sc, metric, level, seed=_seed(key))
-        out.append(Speedup(key=key, name=d["gpu"].name, speedup=r.ratio, ci_low=r.ci_low, ci_high=r.ci_high,
-                           gpu_s=sg.value, cpu_s=sc.value, method=r.method))
+    both = [(key, d) for key, d in by.items() if "gpu" in d and "cpu" in d]
+    gpu, cpu = sides_of([d["gpu"] for _, d in both], metric), sides_of([d["cpu"] for _, d in both], metric)
+    kept = [(key, d["gpu"].name, sg, sc) for (key, d), sg, sc in zip(both, gpu, cpu, strict=True)
+            if sg is not None and sc is not None and sg.n and sc.n]
+    found = cases_stats([(sg, sc) for _, _, sg, sc in kept], metric, level, seed=lambda i: _seed(kept[i][0]))
+    out = [Speedup(key=key, name=name, speedup=r.ratio, ci_low=r.ci_low, ci_high=r.ci_high, gpu_s=sg.value,
+                   cpu_s=sc.value, method=r.method) for (key, name, sg, sc), (r, _, _, _) in zip(kept, found, strict=True)]
     out.sort(key=lambda s: -s.speedup)
     return out
 
@@ -316,6 +347,16 @@ def load_side(path: str | Path) -> LoadedRun:
         return LoadedRun(run=run, cases=cases, source=str(p), kind="pytest-benchmark")
     run, cases = read_run(p)
     return LoadedRun(run=run, cases=cases, source=str(p))
+
+
+def load_core(path: str | Path) -> AnyRun:
+    """:func:`load_side` for compare and gate alone: a run directory's cases read as results.CaseCore
+    (a third of the time of full records; a pytest-benchmark import is read whole)."""
+    p = Path(path)
+    if p.is_file() and p.suffix == ".json" and p.name != "run.json":
+        return load_side(p)
+    run, cases = read_run(p, CaseCore)
+    return CoreRun(run=run, cases=cases, source=str(p))
 
 
 # ---------------------------------------------------------------- formatting
@@ -361,7 +402,7 @@ def gate(base: str | Path, new: str | Path, opts: CompareOptions | None = None,
          allow_different_machines: bool = False) -> GateResult:
     """Compare two runs and decide; raises ResultsError (exit 2) when the machines differ and that was
     not allowed, or when there is nothing to compare."""
-    a, b = load_side(base), load_side(new)
+    a, b = load_core(base), load_core(new)
     cmp = compare_runs(a, b, opts)
     check_machines(cmp, allow_different_machines)
     if not any(c.ratio is not None for c in cmp.cases):

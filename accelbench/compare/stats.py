@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+
+# scipy.stats costs a second to import: its few uses here (the binomial CDF of a short series, Wilcoxon's
+# test of interleave rounds) import it where they run, so a gate of batch means never loads it.
 from scipy import special as _special
-from scipy import stats as _st
 
 from ..errors import UsageError
-from ..results import CaseRecord, Timing, TimingSummary
+from ..results import CaseCore, CaseRecord, Timing, TimingCore, TimingSummary
 
 Verdict = Literal["slower", "faster", "unchanged", "inconclusive", "new", "missing", "failed", "skipped"]
 VERDICTS: tuple[str, ...] = ("slower", "inconclusive", "failed", "missing", "new", "faster", "unchanged",
@@ -55,29 +57,38 @@ def _sorted_median(s: np.ndarray) -> np.ndarray:
     return s[..., h] if n % 2 else (s[..., h - 1] + s[..., h]) / 2.0
 
 
-def _metric(x: np.ndarray, metric: str) -> float:
+def _metric_rows(x: np.ndarray, metric: str) -> np.ndarray:
+    """The metric along the last axis of ``x`` (non-empty, NaN-free): one numpy call for many cases."""
     if metric == "median":
-        return float(_sorted_median(np.sort(x))) if x.size else float(np.median(x))
+        return _sorted_median(np.sort(x, axis=-1))
     if metric == "mean":
-        return float(np.mean(x))
+        return np.mean(x, axis=-1)
     if metric == "min":
-        return float(np.min(x))
+        return np.min(x, axis=-1)
     raise UsageError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
+
+
+def _metric(x: np.ndarray, metric: str) -> float:
+    if not x.size and metric in METRICS:
+        return float({"median": np.median, "mean": np.mean, "min": np.min}[metric](x))  # type: ignore[operator]
+    return float(_metric_rows(x[None, :], metric)[0])
 
 
 @functools.lru_cache(maxsize=64)
 def _z_two_sided(level: float) -> float:
-    """The normal quantile of a two-sided ``level`` interval (cached: scipy's distribution machinery costs
-    ~1 ms a call, once per case)."""
-    return float(_st.norm.isf((1.0 - level) / 2.0))
+    """The normal quantile of a two-sided ``level`` interval: scipy.stats.norm.isf, which is -ndtri
+    (cached: scipy's distribution machinery costs ~1 ms a call, once per case)."""
+    return float(-_special.ndtri((1.0 - level) / 2.0))
 
 
 @functools.lru_cache(maxsize=4096)
 def _price_bonett_rank(n: int) -> tuple[int, float]:
     """The order-statistic rank c and its normal quantile z for n samples (depend on n alone: cached)."""
+    from scipy import stats as _st
+
     c = max(1, int(round((n + 1) / 2.0 - math.sqrt(n))))
     p = float(_st.binom.cdf(c - 1, n, 0.5))
-    return c, (float(_st.norm.isf(p)) if p > 0 else math.inf)
+    return c, (float(-_special.ndtri(p)) if p > 0 else math.inf)
 
 
 def log_median_var(samples: np.ndarray) -> float:
@@ -147,11 +158,8 @@ def shift_test(base: Sequence[float] | np.ndarray, new: Sequence[float] | np.nda
     """One-sided Mann-Whitney U p-values (new slower, new faster), exact for small samples."""
     xb = np.asarray(base, dtype=np.float64)
     xn = np.asarray(new, dtype=np.float64)
-    if xb.size < 2 or xn.size < 2:
-        return 1.0, 1.0
-    if np.all(xb == xb[0]) and np.all(xn == xn[0]) and xb[0] == xn[0]:
-        return 1.0, 1.0
-    return mannwhitney_one_sided(xn, xb)
+    ps, pf = _shift_test_rows(xb[None, :], xn[None, :])
+    return float(ps[0]), float(pf[0])
 
 
 def mannwhitney_one_sided(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -162,30 +170,65 @@ def mannwhitney_one_sided(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     Computed here because scipy's wrapper (input validation, nan policy, broadcasting) cost ~1 ms a call,
     two calls per case, which made a 100k-case gate take minutes; both alternatives also share one
     ranking. tests/test_compare.py checks the values against scipy's on random samples with and without
-    ties, so a scipy that changed its method would be noticed."""
-    n1, n2 = int(x.size), int(y.size)
-    s = np.sort(np.concatenate([x, y]))
+    ties, so a scipy that changed its method would be noticed. One case of :func:`_mannwhitney_rows`."""
+    ps, pf = _mannwhitney_rows(np.asarray(x, dtype=np.float64)[None, :], np.asarray(y, dtype=np.float64)[None, :])
+    return float(ps[0]), float(pf[0])
+
+
+def _mannwhitney_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`mannwhitney_one_sided` of every row of x (cases, n1) against the same row of y (cases, n2)."""
+    c, n1 = x.shape
+    n2 = y.shape[1]
+    s = np.sort(np.concatenate([x, y], axis=1), axis=1)
     # average 1-based rank of each x: a value filling sorted positions [left, right) ranks (left+right+1)/2
-    r1 = float(((np.searchsorted(s, x, "left") + np.searchsorted(s, x, "right") + 1) / 2.0).sum())
+    # (left: how many values are below it, right: how many are not above it; sums of halves are exact)
+    left = (s[:, None, :] < x[:, :, None]).sum(axis=2)
+    right = (s[:, None, :] <= x[:, :, None]).sum(axis=2)
+    r1 = ((left + right + 1) / 2.0).sum(axis=1)
     u1 = r1 - n1 * (n1 + 1) / 2
     u2 = n1 * n2 - u1
-    ties = bool((s[1:] == s[:-1]).any())
-    if (n1 > 8 and n2 > 8) or ties:
+    ties = (s[:, 1:] == s[:, :-1]).any(axis=1)
+    normal = ties | ((n1 > 8) and (n2 > 8))
+    p1, p2 = np.empty(c), np.empty(c)
+    if normal.any():
+        sn = s[normal]
         n = n1 + n2
-        edges = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1], [True]]))
-        c = np.diff(edges).astype(np.float64)  # the size of each group of equal values
-        tie_term = float((c ** 3 - c).sum())
-        sd = math.sqrt(n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))))
+        starts = np.ones(sn.shape, dtype=bool)
+        starts[:, 1:] = sn[:, 1:] != sn[:, :-1]
+        first = np.flatnonzero(starts.ravel())
+        size = np.diff(np.append(first, sn.size)).astype(np.float64)  # each group of equal values
+        tie_term = np.bincount(first // n, weights=size ** 3 - size, minlength=sn.shape[0])  # integers: exact
+        sd = np.sqrt(n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))))
         mu = n1 * n2 / 2
 
-        def p(u: float) -> float:
-            return float(_special.ndtr(-((u - mu - 0.5) / sd))) if sd > 0 else (0.0 if u - mu - 0.5 > 0 else 1.0)
-    else:
-        tail = _mwu_upper_tail(min(n1, n2), max(n1, n2))
+        def p(u: np.ndarray) -> np.ndarray:
+            d = u - mu - 0.5
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = -(d / sd)
+            return np.where(sd > 0, _special.ndtr(z), np.where(d > 0, 0.0, 1.0))
 
-        def p(u: float) -> float:
-            return tail[int(u)] if int(u) < len(tail) else 0.0
-    return min(1.0, max(0.0, p(u1))), min(1.0, max(0.0, p(u2)))
+        p1[normal], p2[normal] = p(u1[normal]), p(u2[normal])
+    if not normal.all():
+        tail = np.asarray(_mwu_upper_tail(min(n1, n2), max(n1, n2)))
+
+        def q(u: np.ndarray) -> np.ndarray:
+            i = u.astype(np.int64)  # U is a whole number without ties
+            return np.where(i < tail.size, tail[np.minimum(i, tail.size - 1)], 0.0)
+
+        exact = ~normal
+        p1[exact], p2[exact] = q(u1[exact]), q(u2[exact])
+    return np.minimum(1.0, np.maximum(0.0, p1)), np.minimum(1.0, np.maximum(0.0, p2))
+
+
+def _shift_test_rows(base: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`shift_test` of every row of base (cases, m) and new (cases, n)."""
+    c = base.shape[0]
+    if base.shape[1] < 2 or new.shape[1] < 2:
+        return np.ones(c), np.ones(c)
+    ps, pf = _mannwhitney_rows(new, base)
+    same = (base == base[:, :1]).all(axis=1) & (new == new[:, :1]).all(axis=1) & (base[:, 0] == new[:, 0])
+    ps[same], pf[same] = 1.0, 1.0
+    return ps, pf
 
 
 @functools.lru_cache(maxsize=256)
@@ -222,16 +265,21 @@ def block_values(samples: Sequence[float] | np.ndarray, metric: str = "median",
     if rounds is not None:
         r = np.asarray(rounds)
         return {int(k): _metric(x[r == k], metric) for k in np.unique(r)}
-    k = min(MAX_BLOCKS, x.size // MIN_BLOCK_SAMPLES)
+    return dict(enumerate(block_matrix(x[None, :], metric)[0].tolist()))
+
+
+def block_matrix(x: np.ndarray, metric: str = "median") -> np.ndarray:
+    """:func:`block_values` (batch means) of every row of ``x`` (cases, n samples in time order) at once:
+    (cases, k) values, k = ``min(MAX_BLOCKS, n // MIN_BLOCK_SAMPLES)`` blocks cut as np.array_split cuts
+    (the first ``n % k`` one sample longer); (cases, 0) when k < MIN_BLOCKS."""
+    c, n = x.shape
+    k = min(MAX_BLOCKS, n // MIN_BLOCK_SAMPLES)
     if k < MIN_BLOCKS:
-        return {}
-    if metric == "median":  # the default: np.median along rows, not once per block (a 100k-case gate)
-        q, extra = divmod(x.size, k)  # np.array_split's blocks: `extra` of q + 1 values, then k - extra of q
-        cut = extra * (q + 1)
-        head = _sorted_median(np.sort(x[:cut].reshape(extra, q + 1), axis=1)) if extra else np.empty(0)
-        rest = _sorted_median(np.sort(x[cut:].reshape(k - extra, q), axis=1))
-        return dict(enumerate(np.concatenate([head, rest]).tolist()))
-    return {i: _metric(b, metric) for i, b in enumerate(np.array_split(x, k))}
+        return np.empty((c, 0))
+    q, extra = divmod(n, k)  # np.array_split's blocks: `extra` of q + 1 values, then k - extra of q
+    cut = extra * (q + 1)
+    parts = [x[:, :cut].reshape(c, extra, q + 1), x[:, cut:].reshape(c, k - extra, q)]
+    return np.concatenate([_metric_rows(b, metric) for b in parts if b.shape[1]], axis=1)
 
 
 def _walsh_ci(d: np.ndarray, level: float) -> tuple[float, float, float]:
@@ -248,16 +296,36 @@ def _walsh_ci(d: np.ndarray, level: float) -> tuple[float, float, float]:
     return est, float(w[k - 1]), float(w[w.size - k])
 
 
-def _shift_ci(x: np.ndarray, y: np.ndarray, level: float) -> tuple[float, float, float]:
-    """Two-sample Hodges-Lehmann shift (median of y_j - x_i) and the CI inverting Mann-Whitney."""
-    diffs = np.sort((y[:, None] - x[None, :]).ravel())
-    m, n = x.size, y.size
-    est = float(_sorted_median(diffs))
+def _shift_ci_rows(x: np.ndarray, y: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-sample Hodges-Lehmann shift (median of y_j - x_i) and the CI inverting Mann-Whitney, for every
+    row of x (cases, m) and y (cases, n)."""
+    c, m = x.shape
+    n = y.shape[1]
+    diffs = np.sort((y[:, :, None] - x[:, None, :]).reshape(c, n * m), axis=1)
+    est = _sorted_median(diffs)
     z = _z_two_sided(level)
     k = int(math.floor(m * n / 2.0 - z * math.sqrt(m * n * (m + n + 1) / 12.0)))
     if k < 1:
-        return est, -math.inf, math.inf
-    return est, float(diffs[k - 1]), float(diffs[diffs.size - k])
+        return est, np.full(c, -math.inf), np.full(c, math.inf)
+    return est, diffs[:, k - 1], diffs[:, m * n - k]
+
+
+Stats = tuple["RatioCI", float, float, str]  # ratio with CI, p(slower), p(faster), the test's name
+_ROWS = 4096  # cases per numpy call in the batched tests: bounds the (cases, m*n) differences' memory
+
+
+def _blocked_rows(lb: np.ndarray, ln: np.ndarray, level: float) -> list[Stats]:
+    """The unpaired :func:`blocked_ratio` of every row of log block values lb (cases, m), ln (cases, n)."""
+    method = f"batch means, Hodges-Lehmann ({lb.shape[1]}+{ln.shape[1]} blocks)"
+    out: list[Stats] = []
+    for i in range(0, lb.shape[0], _ROWS):
+        b, n = lb[i:i + _ROWS], ln[i:i + _ROWS]
+        est, lo, hi = _shift_ci_rows(b, n, level)
+        ps, pf = _shift_test_rows(b, n)
+        out += [(RatioCI(math.exp(e), math.exp(lw), math.exp(h), level, method), p, f,
+                 "Mann-Whitney U on log block values")
+                for e, lw, h, p, f in zip(est.tolist(), lo.tolist(), hi.tolist(), ps.tolist(), pf.tolist(), strict=True)]
+    return out
 
 
 def blocked_ratio(base_blocks: Mapping[int, float], new_blocks: Mapping[int, float], level: float = DEFAULT_LEVEL,
@@ -278,6 +346,8 @@ def blocked_ratio(base_blocks: Mapping[int, float], new_blocks: Mapping[int, flo
         if np.all(d == 0):
             ps = pf = 1.0
         else:
+            from scipy import stats as _st
+
             ps = float(_st.wilcoxon(d, alternative="greater").pvalue)
             pf = float(_st.wilcoxon(d, alternative="less").pvalue)
         method, test = f"paired rounds, Hodges-Lehmann ({d.size} rounds)", "Wilcoxon signed-rank over rounds"
@@ -286,31 +356,69 @@ def blocked_ratio(base_blocks: Mapping[int, float], new_blocks: Mapping[int, flo
         ln = np.log(np.asarray(list(new_blocks.values()), dtype=np.float64))
         if lb.size < 2 or ln.size < 2:
             return RatioCI(math.nan, math.nan, math.nan, level, "none"), 1.0, 1.0, "none"
-        est, lo, hi = _shift_ci(lb, ln, level)
-        ps, pf = shift_test(lb, ln)
-        method = f"batch means, Hodges-Lehmann ({lb.size}+{ln.size} blocks)"
-        test = "Mann-Whitney U on log block values"
+        return _blocked_rows(lb[None, :], ln[None, :], level)[0]
     return RatioCI(math.exp(est), math.exp(lo), math.exp(hi), level, method), ps, pf, test
 
 
 def case_stats(base: Side, new: Side, metric: str = "median", level: float = DEFAULT_LEVEL, paired: bool = False,
-               seed: int = 0) -> tuple[RatioCI, float, float, str]:
+               seed: int = 0) -> Stats:
     """The ratio, its CI and one-sided p-values for one matched case, by the best method the data allow:
-    paired interleave rounds > batch means > independent samples (short series) > summaries only."""
-    if base.n == 0 or new.n == 0:
-        r, ps, pf = _summary_ratio(base, new, metric, level)
-        return r, ps, pf, "z (from summaries: no raw samples)"
-    if paired and base.strata is not None and new.strata is not None:
-        bb = block_values(base.samples, metric, base.strata)
-        nb = block_values(new.samples, metric, new.strata)
-        if len(set(bb) & set(nb)) >= MIN_ROUNDS:
-            return blocked_ratio(bb, nb, level, paired=True)
-    bb, nb = block_values(base.samples, metric), block_values(new.samples, metric)
-    if bb and nb:
-        return blocked_ratio(bb, nb, level, paired=False)
-    r = ratio_ci(base.samples, new.samples, metric, level, seed=seed)
-    ps, pf = shift_test(base.samples, new.samples)
-    return r, ps, pf, "mann-whitney (few samples: treated as independent)"
+    paired interleave rounds > batch means > independent samples (short series) > summaries only.
+    One case of :func:`cases_stats`."""
+    return cases_stats([(base, new)], metric, level, paired, lambda _: seed)[0]
+
+
+def cases_stats(pairs: Sequence[tuple[Side, Side]], metric: str = "median", level: float = DEFAULT_LEVEL,
+                paired: bool = False, seed: Callable[[int], int] = lambda _: 0) -> list[Stats]:
+    """:func:`case_stats` of many (base, new) cases at once, ``seed(i)`` the bootstrap seed of case i. The
+    batch means of every side of one sample count, and the tests of every case of one pair of block
+    counts, each take one numpy call (per case they cost ~0.3 ms: most of a 100k-case gate); interleave
+    rounds, short series and summaries go case by case."""
+    out: list[Stats | None] = [None] * len(pairs)
+    todo: list[int] = []
+    for i, (b, n) in enumerate(pairs):
+        if b.n == 0 or n.n == 0:
+            r, ps, pf = _summary_ratio(b, n, metric, level)
+            out[i] = (r, ps, pf, "z (from summaries: no raw samples)")
+            continue
+        if paired and b.strata is not None and n.strata is not None:
+            bb = block_values(b.samples, metric, b.strata)
+            nb = block_values(n.samples, metric, n.strata)
+            if len(set(bb) & set(nb)) >= MIN_ROUNDS:
+                out[i] = blocked_ratio(bb, nb, level, paired=True)
+                continue
+        todo.append(i)
+    blocks = [_blocks([pairs[i][w].samples for i in todo], metric) for w in (0, 1)]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for j, i in enumerate(todo):
+        kb, kn = blocks[0][j].size, blocks[1][j].size
+        if kb and kn:
+            groups.setdefault((kb, kn), []).append(j)
+            continue
+        b, n = pairs[i]
+        r = ratio_ci(b.samples, n.samples, metric, level, seed=seed(i))
+        ps, pf = shift_test(b.samples, n.samples)
+        out[i] = (r, ps, pf, "mann-whitney (few samples: treated as independent)")
+    for js in groups.values():
+        lb = np.log(np.stack([blocks[0][j] for j in js]))
+        ln = np.log(np.stack([blocks[1][j] for j in js]))
+        for j, st in zip(js, _blocked_rows(lb, ln, level), strict=True):
+            out[todo[j]] = st
+    return [st for st in out if st is not None]
+
+
+def _blocks(samples: Sequence[np.ndarray], metric: str) -> list[np.ndarray]:
+    """The batch-means block values of each series (empty where there are too few samples), every series
+    of one length in one :func:`block_matrix` call."""
+    out: list[np.ndarray] = [np.empty(0)] * len(samples)
+    by_n: dict[int, list[int]] = {}
+    for i, x in enumerate(samples):
+        if x.size // MIN_BLOCK_SAMPLES >= MIN_BLOCKS:
+            by_n.setdefault(x.size, []).append(i)
+    for idx in by_n.values():
+        for i, row in zip(idx, block_matrix(np.stack([samples[i] for i in idx]), metric), strict=True):
+            out[i] = row
+    return out
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -320,12 +428,11 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     if m == 0:
         return []
     order = np.argsort(p, kind="stable")
+    scaled = (m - np.arange(m)) * p[order]
+    step = np.where(np.isnan(scaled), 1.0, np.minimum(1.0, scaled))  # min(1, nan) is 1, as Python's min has it
     adj = np.empty(m)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        adj[i] = running
-    return [float(x) for x in adj]
+    adj[order] = np.maximum.accumulate(np.maximum(step, 0.0))  # the running maximum of the step-down values
+    return adj.tolist()
 
 
 def decide(ratio: RatioCI, p_slower_adj: float, p_faster_adj: float, threshold: float, alpha: float,
@@ -367,14 +474,18 @@ class Side:
     summary: TimingSummary
 
 
-def resolution_per_op_s(t: Timing) -> float:
-    res = t.clock_resolution_s
+def resolution_per_op_s(t: Timing | TimingCore) -> float:
+    return _resolution_per_op_s(t.method, t.clock_resolution_s, t.inner_loops)
+
+
+@functools.lru_cache(maxsize=1024)  # a run has a handful of methods and inner-loop counts
+def _resolution_per_op_s(method: str, res: float | None, inner_loops: int) -> float:
     if res is None:
-        res = next((v for k, v in DEFAULT_RESOLUTION_S.items() if t.method.startswith(k)), UNKNOWN_RESOLUTION_S)
-    return float(res) / max(1, int(t.inner_loops or 1))
+        res = next((v for k, v in DEFAULT_RESOLUTION_S.items() if method.startswith(k)), UNKNOWN_RESOLUTION_S)
+    return float(res) / max(1, int(inner_loops or 1))
 
 
-def timing_problem(t: Timing | None) -> str | None:
+def timing_problem(t: Timing | TimingCore | None) -> str | None:
     """Why a successful record's headline timing cannot be compared (None when it can): every sample must
     be a finite, positive time. A summary-only import (pytest-benchmark without raw data) must have a
     finite, positive median, mean and min instead. Such a record is invalid, never "unchanged"."""
@@ -394,22 +505,63 @@ def timing_problem(t: Timing | None) -> str | None:
     return f"{', '.join(parts)} of {x.size} samples" if parts else None
 
 
-def side_of(rec: CaseRecord, metric: str) -> Side | None:
-    t = rec.timing
-    if t is None:
-        return None
-    x = np.asarray(t.samples_s, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    strata = None
-    if t.rounds is not None and len(t.rounds) == len(t.samples_s) and x.size == len(t.rounds):
-        strata = np.asarray(t.rounds)
-    if x.size:
-        value = _metric(x, metric)
-    else:
-        v = {"median": t.summary.median, "mean": t.summary.mean, "min": t.summary.min}[metric]
-        value = float(v) if v is not None else math.nan
-    return Side(samples=x, strata=strata, value=value, floor_s=resolution_per_op_s(t), n=int(x.size),
-                summary=t.summary)
+def side_of(rec: CaseRecord | CaseCore, metric: str) -> Side | None:
+    """One record's headline timing as a :class:`Side` (None without one); one case of :func:`sides_of`."""
+    return sides_of([rec], metric)[0]
+
+
+def sides_of(recs: Sequence[CaseRecord | CaseCore], metric: str) -> list[Side | None]:
+    """:func:`side_of` of many records: the non-finite samples dropped, the metric of all samples; every
+    record of one sample count in one numpy call."""
+    out: list[Side | None] = [None] * len(recs)
+    for n, idx in _by_length([r.timing for r in recs]).items():
+        ts = [t for t in (recs[i].timing for i in idx) if t is not None]
+        x = np.array([t.samples_s for t in ts], dtype=np.float64).reshape(len(ts), n)
+        finite = np.asarray(np.isfinite(x).all(axis=1))
+        values = _metric_rows(x[finite], metric).tolist() if n and finite.any() else []
+        k = 0
+        for i, t, row, fin in zip(idx, ts, x, finite.tolist(), strict=True):
+            if fin and n:
+                xs, value = row, values[k]
+                k += 1
+            else:
+                xs = row[np.isfinite(row)]
+                if xs.size:
+                    value = _metric(xs, metric)
+                else:
+                    v = {"median": t.summary.median, "mean": t.summary.mean, "min": t.summary.min}[metric]
+                    value = float(v) if v is not None else math.nan
+            strata = None
+            if t.rounds is not None and len(t.rounds) == n and xs.size == len(t.rounds):
+                strata = np.asarray(t.rounds)
+            out[i] = Side(samples=xs, strata=strata, value=value, floor_s=resolution_per_op_s(t), n=int(xs.size),
+                          summary=t.summary)
+    return out
+
+
+def timing_problems(timings: Sequence[Timing | TimingCore | None]) -> list[str | None]:
+    """:func:`timing_problem` of many timings; the (usual) ones whose samples are all finite and positive
+    are recognised together, every timing of one sample count in one numpy call."""
+    out: list[str | None] = [None] * len(timings)
+    for n, idx in _by_length(timings).items():
+        if n:
+            x = np.array([timings[i].samples_s for i in idx], dtype=np.float64).reshape(len(idx), n)  # type: ignore[union-attr]
+            good = np.asarray((np.isfinite(x) & (x > 0)).all(axis=1)).tolist()
+        else:
+            good = [False] * len(idx)
+        for i, g in zip(idx, good, strict=True):
+            if not g:
+                out[i] = timing_problem(timings[i])
+    return out
+
+
+def _by_length(timings: Sequence[Timing | TimingCore | None]) -> dict[int, list[int]]:
+    """The indices of the timings (None left out) by their number of samples."""
+    by: dict[int, list[int]] = {}
+    for i, t in enumerate(timings):
+        if t is not None:
+            by.setdefault(len(t.samples_s), []).append(i)
+    return by
 
 
 def _summary_ratio(b: Side, n: Side, metric: str, level: float) -> tuple[RatioCI, float, float]:
@@ -435,5 +587,5 @@ def _summary_ratio(b: Side, n: Side, metric: str, level: float) -> tuple[RatioCI
         return RatioCI(r, r, r, level, "summary-normal"), (0.0 if r > 1 else 1.0), (0.0 if r < 1 else 1.0)
     h = _z_two_sided(level) * se
     z = math.log(r) / se
-    return RatioCI(r, r * math.exp(-h), r * math.exp(h), level, "summary-normal"), float(_st.norm.sf(z)), \
-        float(_st.norm.cdf(z))
+    return RatioCI(r, r * math.exp(-h), r * math.exp(h), level, "summary-normal"), \
+        float(_special.ndtr(-z)), float(_special.ndtr(z))  # norm.sf, norm.cdf
