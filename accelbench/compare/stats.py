@@ -17,7 +17,7 @@ import numpy as np
 from scipy import special as _special
 
 from ..errors import UsageError
-from ..results import CaseCore, CaseRecord, Timing, TimingCore, TimingSummary
+from ..results import CaseCore, CaseRecord, SummaryCore, Timing, TimingCore, TimingSummary
 
 Verdict = Literal["slower", "faster", "unchanged", "inconclusive", "new", "missing", "failed", "skipped"]
 VERDICTS: tuple[str, ...] = ("slower", "inconclusive", "failed", "missing", "new", "faster", "unchanged",
@@ -471,7 +471,7 @@ class Side:
     value: float  # the chosen metric, seconds
     floor_s: float  # one clock quantum per operation
     n: int
-    summary: TimingSummary
+    summary: TimingSummary | SummaryCore
 
 
 def resolution_per_op_s(t: Timing | TimingCore) -> float:
