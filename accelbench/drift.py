@@ -53,7 +53,7 @@ MAD_TO_SD = 1.4826
 MEDIAN_SE = 1.2533
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Interval:
     """A ratio with its CI (compare.RatioCI's fields; kept apart so this module needs nothing else)."""
 
@@ -62,7 +62,7 @@ class Interval:
     ci_high: float
 
 
-@dataclass
+@dataclass(slots=True)  # (one per compared case)
 class Adjusted:
     """One case after the drift assessment."""
 

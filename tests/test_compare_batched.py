@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -75,7 +76,7 @@ def sides(paired: bool, n: int = 500, seed: int = 0, metric: str = "median") -> 
 
 def same(a: tuple[RatioCI, float, float, str], b: tuple[RatioCI, float, float, str]) -> bool:
     """Bit for bit (NaN equal to NaN)."""
-    return json.dumps([a[0].__dict__, *a[1:]]) == json.dumps([b[0].__dict__, *b[1:]])
+    return json.dumps([asdict(a[0]), *a[1:]]) == json.dumps([asdict(b[0]), *b[1:]])
 
 
 @pytest.mark.parametrize("metric", METRICS)

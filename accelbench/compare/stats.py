@@ -118,7 +118,7 @@ def _bootstrap_ratio(base: np.ndarray, new: np.ndarray, metric: str, level: floa
     return float(lo), float(hi)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RatioCI:
     """metric(new) / metric(base) with its CI at ``level``; ``method`` names how the CI was made."""
 
@@ -462,7 +462,7 @@ def decide(ratio: RatioCI, p_slower_adj: float, p_faster_adj: float, threshold: 
 # ---------------------------------------------------------------- records -> sides
 
 
-@dataclass
+@dataclass(slots=True)
 class Side:
     """One case's timing in one run, reduced to what the statistics need."""
 
