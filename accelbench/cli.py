@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.console import Console
 from . import __version__
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, AccelbenchError
 from .textsafe import plain, term
+
+if TYPE_CHECKING:
+    from .runner import Interrupted
 
 app = typer.Typer(
     name="accelbench",
@@ -44,14 +47,12 @@ def guarded(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .runner import Interrupted
-
         try:
             return fn(*args, **kwargs)
         except AccelbenchError as e:
             err.print(f"[bold red]error:[/] {term(e)}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
-        except Interrupted as e:
+        except _interrupted() as e:
             _ignore_further_signals()
             err.print(f"[yellow]{term(e)}[/]")
             raise typer.Exit(e.exit_code) from None
@@ -61,6 +62,13 @@ def guarded(fn: F) -> F:
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _interrupted() -> tuple[type[Interrupted], ...]:
+    """runner.Interrupted, where the runner was loaded (only code that imports it raises it): importing
+    the runner for every command cost a 100k-case gate a third of a second of its start."""
+    runner = sys.modules.get(f"{__package__}.runner")
+    return (runner.Interrupted,) if runner is not None else ()
 
 
 def _ignore_further_signals() -> None:
@@ -429,7 +437,7 @@ def compare(
             sys.stdout.write(md.speedup_text(rows))
         _write_markdown(markdown, md.speedups(rows))
         return
-    c = cmp_mod.compare_runs(cmp_mod.load_side(base), cmp_mod.load_side(new), opts)
+    c = cmp_mod.compare_runs(cmp_mod.load_core(base), cmp_mod.load_core(new), opts)
     if as_json:
         _print_json(c.to_dict())
     else:
@@ -438,7 +446,8 @@ def compare(
     for d in c.machine:
         err.print(f"[bold yellow]warning:[/] machines differ: {term(d.key)}: {term(repr(d.base))} -> {term(repr(d.new))}",
                   soft_wrap=True)
-    _write_markdown(markdown, md.comparison(c))
+    if markdown is not None:
+        _write_markdown(markdown, md.comparison(c))
 
 
 @app.command()
@@ -475,7 +484,8 @@ def gate(
         res = cmp_mod.gate(base, new, _compare_options(threshold, alpha, metric, ignore_param),
                            allow_different_machines=allow_different_machines)
     c = res.comparison
-    _write_markdown(markdown, md.comparison(c))
+    if markdown is not None:  # (a 100k-case comment takes seconds to build)
+        _write_markdown(markdown, md.comparison(c))
     _warn(c.warnings)
     for d in c.machine:
         err.print(f"[bold yellow]warning:[/] machines differ: {term(d.key)}: {term(repr(d.base))} -> {term(repr(d.new))}",

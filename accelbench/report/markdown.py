@@ -108,14 +108,25 @@ def speedups(rows: Sequence[Speedup], title: str = "GPU vs CPU") -> str:
     return "\n".join(lines) + "\n"
 
 
-def text_table(cmp: Comparison) -> str:
-    """The comparison as aligned plain text (regressions first) for the terminal."""
-    rows = [list(HEAD[1:])] + [[plain(x) for x in _row(c)[1:]] for c in cmp.cases]
+TEXT_ROWS = 100  # cases a terminal table shows; --json and --markdown hold every case
+
+
+def text_table(cmp: Comparison, max_rows: int = TEXT_ROWS) -> str:
+    """The comparison as aligned plain text for the terminal: the first ``max_rows`` cases in verdict
+    order (regressions, then inconclusive, failed... unchanged last) and a count of the others by verdict."""
+    shown = cmp.cases[:max_rows]
+    rows = [list(HEAD[1:])] + [[plain(x) for x in _row(c)[1:]] for c in shown]
     widths = [min(60, max(len(r[i]) for r in rows)) for i in range(len(rows[0]) - 1)]
     out = []
     for r in rows:
         cells = [r[i][:60].ljust(widths[i]) for i in range(len(widths))] + [r[-1]]
         out.append("  ".join(cells).rstrip())
+    if len(cmp.cases) > len(shown):
+        left: dict[str, int] = {}
+        for c in cmp.cases[len(shown):]:
+            left[c.verdict] = left.get(c.verdict, 0) + 1
+        out.append(f"... {len(cmp.cases) - len(shown)} more cases not shown ("
+                   + ", ".join(f"{v} {k}" for k, v in left.items()) + "): --json or --markdown lists every case")
     counts = ", ".join(f"{v} {k}" for k, v in cmp.counts().items() if v)
     out.append("")
     out.append(f"{headline(cmp)} ({counts})")
