@@ -35,7 +35,7 @@ def large_run(root: Path, run_id: str, n: int, seed: int = 0, samples: int = 12,
     with open(w.dir / CASES_FILE, "a", encoding="utf-8") as f:
         for i in range(n // 2):
             wl = "gemm" if i % 2 == 0 else "scale"
-            params: dict[str, int] = {"m": SIZES[i % len(SIZES)], "i": i} if wl == "gemm" else {"i": i}
+            params: dict[str, int] = {"m": SIZES[i // 2 % len(SIZES)], "i": i} if wl == "gemm" else {"i": i}
             for be in ("cpu", "gpu"):
                 key = CaseKey.of(SUITE, wl, None, params, be)
                 rec = CaseRecord(run_id=w.run.run_id, case_id=key.id, suite=SUITE, workload=wl, family="test",
