@@ -50,7 +50,9 @@ class Table:
             cells = [r[j] for r in self.rows]
             texts = [c.text for c in cells]
             col: dict[str, Any] = {"t": texts}
-            sorts = [sort_value(c.sort) for c in cells]
+            # the common keys (text, none, a finite float) as they are; the rest through sort_value
+            sorts = [v if v is None or type(v) is str or (type(v) is float and math.isfinite(v)) else sort_value(v)
+                     for v in (c.sort for c in cells)]
             if sorts == texts:
                 col["s"] = 1
             elif any(v is not None for v in sorts):
