@@ -20,7 +20,7 @@ from accelbench.report import html as rh
 from accelbench.report import view
 from accelbench.report.html import distributions, roofline
 from accelbench.report.html.figures import CASE_CHART_LIMIT
-from accelbench.report.html.model import PAGE_ROWS, PAGINATE_ABOVE, Cell, Table, sort_value
+from accelbench.report.html.model import PAGE_ROWS, PAGINATE_ABOVE, Cell, Table, repeated, sort_value
 from tests.large_runs import large_run
 
 N = 1500  # cases per run: 750 per workload, 375 per workload and backend
@@ -63,6 +63,8 @@ def test_table_data_is_the_cells_column_by_column():
     assert time == {"t": ["1.5 ms", "2 ms"], "s": [1.5e-3, 2e-3], "c": ["good", "bad"], "h": ["tip", ""]}
     assert none == {"t": ["–", "–"], "c": ""}  # no key at all: sorts last, as a cell without data-sort
     assert odd["s"] == [None, 3] and odd["c"] == "bad"  # NaN has no key (JSON cannot hold it)
+    # repeated strings (classes, tooltips) as distinct values and an index per row, when that is shorter
+    assert repeated(["a", "b"] * 4) == {"k": ["a", "b"], "i": [0, 1] * 4} and repeated(["a", "b"]) == ["a", "b"]
     assert [sort_value(v) for v in (True, "x", math.inf, 2, 2.5)] == ["True", "x", None, 2, 2.5]
     assert not t.paginated and Table("u", ["x"], [[Cell("x")]] * (PAGINATE_ABOVE + 1)).paginated
 

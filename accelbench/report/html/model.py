@@ -42,8 +42,8 @@ class Table:
 
     def data(self) -> dict[str, Any]:
         """The rows column by column, for report.js: per column ``t`` (texts), ``s`` (sort keys: a list,
-        1 when every key is the text itself, absent when no cell has one), ``c`` (CSS classes: one string
-        when the column has one, else a list) and ``h`` (tooltips, absent when none). Column-wise, because
+        1 when every key is the text itself, absent when no cell has one), ``c`` (CSS classes) and ``h``
+        (tooltips, absent when none), both as :func:`repeated` writes them. Column-wise, because
         10,000 rows cell by cell repeat the same class names and brackets 200,000 times."""
         cols: list[dict[str, Any]] = []
         for j in range(len(self.columns)):
@@ -57,12 +57,24 @@ class Table:
                 col["s"] = 1
             elif any(v is not None for v in sorts):
                 col["s"] = sorts
-            classes = [c.cls for c in cells]
-            col["c"] = classes[0] if len(set(classes)) == 1 else classes
+            col["c"] = repeated([c.cls for c in cells])
             if any(c.title for c in cells):
-                col["h"] = [c.title for c in cells]
+                col["h"] = repeated([c.title for c in cells])
             cols.append(col)
         return {"n": len(self.rows), "page": self.page_rows, "numeric": sorted(self.numeric), "cols": cols}
+
+
+def repeated(values: list[str]) -> str | list[str] | dict[str, list[Any]]:
+    """A column of strings that repeat (classes, tooltips such as "CI method: ..."): one string when all
+    are the same, ``{"k": distinct values, "i": index of each}`` when there are at most a quarter as many
+    distinct values as rows, else the list itself."""
+    distinct = list(dict.fromkeys(values))
+    if len(distinct) == 1:
+        return distinct[0]
+    if len(distinct) * 4 > len(values):
+        return values
+    at = {v: i for i, v in enumerate(distinct)}
+    return {"k": distinct, "i": [at[v] for v in values]}
 
 
 def sort_value(v: float | str | None) -> float | str | None:

@@ -47,8 +47,12 @@
     rows.forEach(function (r) { body.appendChild(r); });
   }
 
-  // A paged table: data = {n, page, numeric, cols: [{t: texts, s: keys | 1 (the text) | absent, c: class |
-  // classes, h: tooltips | absent}]} (see accelbench.report.html.model.Table.data).
+  // A paged table: data = {n, page, numeric, cols: [{t: texts, s: keys | 1 (the text) | absent, c: classes,
+  // h: tooltips | absent}]}, classes and tooltips as one string, a list, or {k: distinct values, i: index
+  // per row} (see accelbench.report.html.model.Table.data).
+  function pick(x, i) {
+    return typeof x === "string" ? x : (Array.isArray(x) ? x[i] : x.k[x.i[i]]);
+  }
   function Paged(table, data, pager) {
     var self = this;
     this.table = table; this.data = data; this.pager = pager; this.page = 0;
@@ -108,12 +112,12 @@
       var i = this.shown[r], tr = document.createElement("tr");
       for (var j = 0; j < d.cols.length; j++) {
         var c = d.cols[j], td = document.createElement("td");
-        td.className = (typeof c.c === "string" ? c.c : c.c[i]) + (this.numeric[j] ? " num" : "");
+        td.className = pick(c.c, i) + (this.numeric[j] ? " num" : "");
         if (c.s !== undefined) {
           var s = c.s === 1 ? c.t[i] : c.s[i];
           if (s !== null) { td.setAttribute("data-sort", String(s)); }
         }
-        if (c.h !== undefined && c.h[i]) { td.title = c.h[i]; }
+        if (c.h !== undefined && pick(c.h, i)) { td.title = pick(c.h, i); }
         td.textContent = c.t[i];
         tr.appendChild(td);
       }
