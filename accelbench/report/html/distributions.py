@@ -33,7 +33,7 @@ def distribution_blocks(ids: Ids, df: pd.DataFrame) -> tuple[list[Block], list[C
                            if (rows["status"] == "skipped").all() else
                            "No samples: no case of this workload finished (see Problems).")
         elif len(ok) > MAX_CHART_CASES:  # thousands of boxes are unreadable and made a 10k-case report take minutes
-            shown = most_variable(ok, SHOWN_CASES)
+            shown = most_variable(ok, min(SHOWN_CASES, MAX_CHART_CASES))
             b.notes.append(f"{len(ok)} cases with samples, more than the {MAX_CHART_CASES} drawn one by one: the "
                            f"{len(shown)} most variable (largest CV) are drawn, the other {len(ok) - len(shown)} "
                            f"are left out here; each case's spread is in its workload's table (CI, CV)")
