@@ -95,6 +95,9 @@ def test_large_tables_paginate_and_embed_every_row(single: tuple[view.ReportView
         med = [s for _, s in cells(d, t.columns.index("median"))]
         ok = int(((df["workload"] == blk.title) & (df["status"] == "ok")).sum())
         assert sum(isinstance(s, float) for s in med) == ok
+    # every table of the page is found (a paged one left out would show no rows)
+    assert {t.id for t in page.tables()} >= {b.table.id for b in page.speedup if b.table} | {
+        page.problems.table.id if page.problems.table else ""}
     # the problems table is small: plain HTML rows, as on every small page
     assert page.problems.table is not None and not page.problems.table.paginated
     assert page.problems.table.id not in data

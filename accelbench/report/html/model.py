@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -137,9 +137,13 @@ class Page:
     machines: Block | None = None  # machine vs machine, only when the runs come from several machines
 
     def tables(self) -> list[Table]:
-        """Every table on the page."""
-        blocks = [*self.speedup, self.roofline, *self.distributions, *self.comparisons, *self.models,
-                  self.counters, self.problems, *([self.machines] if self.machines else [])]
+        """Every table on the page: of each field that holds a block or a list of blocks (a section added
+        to the page is found without being named here)."""
+        blocks: list[Block] = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            blocks += [v] if isinstance(v, Block) else [b for b in v if isinstance(b, Block)] \
+                if isinstance(v, list) else []
         return [b.table for b in blocks if b.table is not None]
 
 
