@@ -530,11 +530,17 @@ def test_log_axes_label_decades_only():
 
 
 def test_a_workload_with_too_many_cases_gets_a_note_not_a_box_per_case(tmp_path: Path, monkeypatch):
-    from accelbench.report import html
+    from accelbench.report import html, view
     from accelbench.report.html import distributions
 
     monkeypatch.setattr(distributions, "MAX_CHART_CASES", 3)
     d = write_run(tmp_path, [rec(str(i), [1e-3] * 10) for i in range(5)])
     out = tmp_path / "r.html"
     html.write_report([d], out, None)
-    assert "5 cases: too many to draw one box each (at most 3)" in out.read_text()
+    text = out.read_text()
+    # not a box per case: the 3 most variable are drawn, and the page says how many are left out
+    assert "5 cases with samples, more than the 3 drawn one by one: the 3 most variable (largest CV) are drawn, " \
+        "the other 2 are left out here" in text
+    (blk,) = html.build_page(view.load([d])).distributions
+    (ch,) = blk.charts
+    assert len({x for t in ch.figure["data"] for x in t["x"]}) == 3

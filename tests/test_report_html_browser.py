@@ -19,7 +19,10 @@ import pytest
 
 from accelbench import results
 from accelbench.report import html as rh
+from accelbench.report import view
 from accelbench.report.html.machines import COLUMNS
+from accelbench.report.html.model import PAGE_ROWS
+from tests.large_runs import large_run
 from tests.test_machines import fast_copy, slower_copy
 from tests.test_report_html import HOSTILE_LABEL, HOSTILE_SUITE, kernels_run, models_run
 from tests.test_report_html_machines import HOSTILE_GPU
@@ -273,3 +276,71 @@ def test_report_of_a_real_runner_run(browser: Any, tmp_path: Path):
                                                                    & (df["status"] != "skipped")).sum())
     assert table_rows(o.page, "table-problems") == int((df["status"] != "ok").sum())
     o.page.close()
+
+
+@pytest.mark.slow  # writes a 1,500-case run and its report, then parses it in Chromium
+def test_large_table_pages_sort_and_filter_across_all_rows(browser: Any, tmp_path: Path):
+    """A 1,500-case run: its workload tables show 100 rows a page; the pager moves through them, and
+    sorting and the filter reach the rows of every page, not just the visible one."""
+    v = view.load([large_run(tmp_path, "large", 1500, seed=1)])
+    out = tmp_path / "large.html"
+    out.write_text(rh.render_html(v), encoding="utf-8")
+    t = next(b.table for b in rh.build_page(v).speedup if b.title == "scale")
+    assert t is not None and t.paginated
+    n, i_col, med_col = len(t), t.columns.index("i"), t.columns.index("median")
+    pages = -(-n // PAGE_ROWS)
+    o = open_report(browser, out)
+    assert_clean_and_drawn(o, out)
+    p = o.page
+    pager = f'.pager[data-for="{t.id}"]'
+
+    def shown(col: int, attr: bool = False) -> list[Any]:
+        js = "r.cells[c].getAttribute('data-sort')" if attr else "r.cells[c].textContent"
+        return p.evaluate(f"([id, c]) => Array.from(document.getElementById(id).tBodies[0].rows).map(r => {js})",
+                          [t.id, col])
+
+    def status() -> str:
+        return p.inner_text(f"{pager} .pager-status")
+
+    # page 1: the first 100 rows, as the page model orders them, in the cells' own markup
+    assert table_rows(p, t.id) == PAGE_ROWS and status() == f"rows 1–{PAGE_ROWS} of {n} · page 1 of {pages}"
+    assert shown(i_col) == [r[i_col].text for r in t.rows[:PAGE_ROWS]]
+    first = p.evaluate("(id) => document.getElementById(id).tBodies[0].rows[0].cells[1].className", t.id)
+    assert first == t.rows[0][1].cls  # the backend cell's class (colour) survives the JSON
+    assert p.is_disabled(f"{pager} .pager-prev") and not p.is_disabled(f"{pager} .pager-next")
+    p.click(f"{pager} .pager-next")
+    assert shown(i_col) == [r[i_col].text for r in t.rows[PAGE_ROWS:2 * PAGE_ROWS]]
+    assert status().startswith(f"rows {PAGE_ROWS + 1}–{2 * PAGE_ROWS} of {n} · page 2")
+    for _ in range(pages - 2):
+        p.click(f"{pager} .pager-next")
+    assert p.is_disabled(f"{pager} .pager-next")
+    p.click(f"{pager} .pager-next", force=True)  # past the end: the last page stays
+    assert shown(i_col) == [r[i_col].text for r in t.rows[(pages - 1) * PAGE_ROWS:]]
+    assert status() == f"rows {(pages - 1) * PAGE_ROWS + 1}–{n} of {n} · page {pages} of {pages}"
+    # sorting orders all rows: page 1 then holds the smallest medians of the whole table
+    keys = sorted(float(r[med_col].sort) for r in t.rows if r[med_col].sort is not None)
+    p.click(f"#{t.id} th:nth-child({med_col + 1})")
+    assert [float(v) for v in shown(med_col, attr=True)] == keys[:PAGE_ROWS]
+    assert status().startswith(f"rows 1–{PAGE_ROWS} of {n} · page 1")
+    p.click(f"#{t.id} th:nth-child({med_col + 1})")
+    assert [float(v) for v in shown(med_col, attr=True)] == keys[::-1][:PAGE_ROWS]
+    # the filter searches every row's text (each word somewhere in the row), in the current order
+    last = t.rows[-1][i_col].text  # a row of the last page
+
+    def matching(*words: str) -> list[str]:
+        hits = [r for r in t.rows if all(any(w in c.text.lower() for c in r) for w in words)]
+        hits.sort(key=lambda r: -float(r[med_col].sort))
+        return [r[i_col].text for r in hits]
+
+    p.fill(f"{pager} .pager-filter", last)
+    want = matching(last)
+    assert last in shown(i_col) and shown(i_col) == want[:PAGE_ROWS]
+    assert status().startswith(f"rows 1–{len(want)} of {len(want)} matching of {n}")
+    p.fill(f"{pager} .pager-filter", f"CPU  {last}")
+    assert shown(i_col) == matching("cpu", last)
+    p.fill(f"{pager} .pager-filter", "no such text anywhere")
+    assert table_rows(p, t.id) == 0 and status() == f"no row of {n} matches"
+    p.fill(f"{pager} .pager-filter", "")
+    assert table_rows(p, t.id) == PAGE_ROWS and status() == f"rows 1–{PAGE_ROWS} of {n} · page 1 of {pages}"
+    assert not [c for c in o.console if c[0] in ("error", "pageerror", "warning")], o.console
+    p.close()

@@ -34,9 +34,10 @@ def finite(v: Any) -> bool:
 def time_unit(values: Iterable[float | None]) -> tuple[str, float]:
     """The unit (name, seconds) that makes the typical (median) magnitude of ``values`` read 1..1000."""
     v = [abs(float(x)) for x in values if x is not None and finite(x) and x != 0]
-    if not v:
-        return "s", 1.0
-    m = median(v)
+    return _unit_of(median(v)) if v else ("s", 1.0)
+
+
+def _unit_of(m: float) -> tuple[str, float]:
     return next(((u, s) for u, s in TIME_UNITS if m >= s), TIME_UNITS[-1])
 
 
@@ -45,7 +46,8 @@ def fmt_time(s: float | None) -> str:
     if not finite(s):
         return DASH
     assert s is not None
-    unit, scale = time_unit([s])
+    # time_unit([s]) without its list and median (a 10k-case table formats 30,000 times)
+    unit, scale = _unit_of(abs(float(s))) if s != 0 else ("s", 1.0)
     return f"{s / scale:.3g} {unit}"
 
 

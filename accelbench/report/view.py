@@ -67,7 +67,7 @@ def frame(run: RunRecord, cases: Sequence[CaseRecord], sp: dict[str, Speedup] | 
     for c in cases:
         row = case_columns(run, c)
         row["record"] = c
-        s = (sp or {}).get(c.key.pair_key) if c.backend == "gpu" else None
+        s = (sp or {}).get(row["pair_key"]) if c.backend == "gpu" else None  # (c.key is built anew each time)
         row["speedup"], row["speedup_low"], row["speedup_high"] = (s.speedup, s.ci_low, s.ci_high) if s else \
             (None, None, None)
         rows.append(row)

@@ -8,9 +8,20 @@ import plotly.graph_objects as go
 
 from ...compare import VERDICTS, CaseComparison, Comparison
 from ..format import DASH, finite, fmt_range, fmt_time
-from .figures import VERDICT_COLOR, esc, figure, layout, num, span, unity_line
+from .figures import (
+    CASE_CHART_LIMIT,
+    VERDICT_COLOR,
+    aggregate_box,
+    esc,
+    figure,
+    layout,
+    num,
+    span,
+    unity_line,
+)
 from .model import Block, Cell, Chart, Ids, Table, cell_backend
 
+SHOWN_CASES = 100  # cases in the per-case ratio chart when there are more than CASE_CHART_LIMIT
 COLUMNS = ["verdict", "case", "backend", "base median", "new median", "ratio", "95% CI", "threshold", "reason"]
 
 
@@ -33,9 +44,29 @@ def comparison_block(ids: Ids, cmp: Comparison, base_label: str, new_label: str)
     if not measured:
         b.notes.append("No case was measured in both runs, so there is no ratio to plot.")
         return b, []
-    ch = Chart(ids("chart-cmp", base_label, new_label), "Ratio per case with its 95% CI", _figure(measured))
-    b.charts.append(ch)
-    return b, [ch]
+    if len(measured) <= CASE_CHART_LIMIT:
+        ch = Chart(ids("chart-cmp", base_label, new_label), "Ratio per case with its 95% CI", _figure(measured))
+        b.charts.append(ch)
+        return b, [ch]
+    shown = measured[:SHOWN_CASES]
+    b.notes.append(f"{len(measured)} cases measured in both runs, more than the {CASE_CHART_LIMIT} drawn one by "
+                   f"one: the per-case chart shows the first {len(shown)} in the table's order (regressions first, "
+                   f"then by ratio), the other {len(measured) - len(shown)} are left out of it; the box chart "
+                   f"summarises all {len(measured)} by verdict, and the table holds every case")
+    b.charts.append(Chart(ids("chart-cmp", base_label, new_label),
+                          f"Ratio per case with its 95% CI: the first {len(shown)} of {len(measured)}",
+                          _figure(shown)))
+    b.charts.append(Chart(ids("chart-cmp-boxes", base_label, new_label),
+                          f"Ratios of all {len(measured)} measured cases, per verdict", _boxes(measured),
+                          "box: quartiles and median, whiskers: smallest and largest ratio; hover: how many"))
+    return b, list(b.charts)
+
+
+def _boxes(measured: list[CaseComparison]) -> dict[str, object]:
+    traces = [aggregate_box(v, color, [(v, [c.ratio for c in measured if c.verdict == v and c.ratio is not None])])
+              for v, color in VERDICT_COLOR.items() if any(c.verdict == v for c in measured)]
+    lay = layout("", "ratio new / base (log scale)", log_y=True, shapes=[unity_line("y")], showlegend=False)
+    return figure(traces, lay)
 
 
 def _ratio(v: float | None) -> str:

@@ -32,7 +32,7 @@ def counters_block(ids: Ids, df: pd.DataFrame) -> tuple[Block, list[Chart]]:
     short = short_labels(ok)
     cols = ["case", "backend"] + keys
     rows: list[list[Cell]] = []
-    for idx, r in ok.iterrows():
+    for idx, r in zip(ok.index, ok.to_dict("records"), strict=True):
         c = r["record"].counters
         if any(finite(c.get(k)) for k in keys):
             rows.append([Cell(short[idx], short[idx], "nowrap", str(r["name"])), cell_backend(str(r["backend"]))]

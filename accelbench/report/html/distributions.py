@@ -7,10 +7,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..format import finite, fmt_time
-from .figures import BACKEND_COLOR, figure, flat_ticks, layout, tick_labels
+from .figures import BACKEND_COLOR, CASE_CHART_LIMIT, figure, flat_ticks, layout, tick_labels
 from .model import Block, Chart, Ids
 
-MAX_CHART_CASES = 200  # per-case sample charts beyond this many cases of one workload become a note
+MAX_CHART_CASES = CASE_CHART_LIMIT  # beyond this many cases of a workload, only the most variable are drawn
+SHOWN_CASES = 30  # how many
 RATIO_TICKS = [0.25, 0.5, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 3, 5, 10, 20, 50, 100]  # spreads span < a decade
 MAX_POINTS = 1000  # samples drawn per box; beyond this an evenly spaced quantile subsample (shape kept)
 
@@ -32,16 +33,25 @@ def distribution_blocks(ids: Ids, df: pd.DataFrame) -> tuple[list[Block], list[C
                            if (rows["status"] == "skipped").all() else
                            "No samples: no case of this workload finished (see Problems).")
         elif len(ok) > MAX_CHART_CASES:  # thousands of boxes are unreadable and made a 10k-case report take minutes
-            b.notes.append(f"{len(ok)} cases: too many to draw one box each (at most {MAX_CHART_CASES}); each case's "
-                           "spread is in the table (CI, CV)")
+            shown = most_variable(ok, min(SHOWN_CASES, MAX_CHART_CASES))
+            b.notes.append(f"{len(ok)} cases with samples, more than the {MAX_CHART_CASES} drawn one by one: the "
+                           f"{len(shown)} most variable (largest CV) are drawn, the other {len(ok) - len(shown)} "
+                           f"are left out here; each case's spread is in its workload's table (CI, CV)")
+            b.charts.append(_chart(ids, str(wl), shown, f"the {len(shown)} most variable of {len(ok)} cases"))
         else:
             b.charts.append(_chart(ids, str(wl), ok))
-            charts += b.charts
+        charts += b.charts
         blocks.append(b)
     return blocks, charts
 
 
-def _chart(ids: Ids, wl: str, ok: pd.DataFrame) -> Chart:
+def most_variable(ok: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` rows of largest coefficient of variation (ties and cases without one: in run order)."""
+    cv = pd.to_numeric(ok["cv"], errors="coerce")
+    return ok.loc[cv.sort_values(ascending=False, kind="stable", na_position="last").index[:n]]
+
+
+def _chart(ids: Ids, wl: str, ok: pd.DataFrame, title: str = "samples per case") -> Chart:
     """Each sample over its case's median: cases of very different sizes share one axis on which the
     spread itself (the noise) is what shows. Absolute times are in the hover text and the tables."""
     labels = tick_labels(ok)
@@ -70,4 +80,4 @@ def _chart(ids: Ids, wl: str, ok: pd.DataFrame) -> Chart:
     note = "each dot is one sample (time per operation) over its case's median; box: quartiles"
     if capped:
         note += f"; cases with more than {MAX_POINTS} samples show {MAX_POINTS} evenly spaced quantiles"
-    return Chart(ids("chart-dist", wl), "samples per case", figure(traces, lay), note)
+    return Chart(ids("chart-dist", wl), title, figure(traces, lay), note)

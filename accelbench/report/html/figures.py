@@ -25,6 +25,10 @@ SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
 FLAT_TICKS = 8  # up to this many cases per chart, tick labels stay horizontal, one parameter per line
+# Up to this many cases a chart draws each one (a bar, a box, a point of a line, a row of markers); beyond,
+# no one reads them case by case: the chart aggregates (boxes over the cases) or shows the few that matter
+# most, and says so with the counts. The tables keep every case.
+CASE_CHART_LIMIT = 200
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 GRID = "#e6e6e6"
 
@@ -113,9 +117,11 @@ def clean(obj: Any) -> Any:
 _JS_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
-def script_json(obj: Any) -> Markup:
-    """JSON that is safe inside a <script> element: no ``</script>``, ``<!--`` or line separators."""
-    s = json.dumps(clean(obj), allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+def script_json(obj: Any, cleaned: bool = False) -> Markup:
+    """JSON that is safe inside a <script> element: no ``</script>``, ``<!--`` or line separators.
+    ``cleaned``: ``obj`` holds only JSON types already (a table's data), so :func:`clean`'s walk is skipped
+    (``allow_nan=False`` still refuses a NaN)."""
+    s = json.dumps(obj if cleaned else clean(obj), allow_nan=False, separators=(",", ":"), ensure_ascii=False)
     return Markup(re.sub("[<>&\u2028\u2029]", lambda m: _JS_ESCAPES[m.group(0)], s))
 
 
@@ -136,15 +142,16 @@ def case_labels(rows: pd.DataFrame, sep: str = " ") -> dict[Any, str]:
     """Short label per row index: the varying parameters (plus the entry label when entries differ).
     Each part is HTML-escaped for plotly when ``sep`` is "<br>" (one part per line on a chart axis)."""
     keys = varying_params(rows)
-    heads = {idx: str(r["head"]) for idx, r in rows.iterrows()}
+    several_heads = len(set(rows["head"].astype(str))) > 1
     out: dict[Any, str] = {}
-    for idx, r in rows.iterrows():
-        parts = [f"{k}={param_text((r['params'] or {}).get(k))}" for k in keys]
-        if len(set(heads.values())) > 1:
-            parts.insert(0, heads[idx])
+    for idx, head, params in zip(rows.index, rows["head"], rows["params"], strict=True):
+        p = params or {}
+        parts = [f"{k}={param_text(p.get(k))}" for k in keys]
+        if several_heads:
+            parts.insert(0, str(head))
         if not parts:  # a single case: its head and model say what it is; the full name is in the table
-            model = (r["params"] or {}).get("model")
-            parts = [heads[idx]] + ([f"model={param_text(model)}"] if model is not None else [])
+            model = p.get("model")
+            parts = [str(head)] + ([f"model={param_text(model)}"] if model is not None else [])
         out[idx] = sep.join(esc(p) for p in parts) if sep == "<br>" else sep.join(parts)
     return out
 
@@ -215,3 +222,50 @@ def decade_ticks(axis: Any, values: Sequence[float]) -> None:
     v = [float(x) for x in values if finite(x) and x > 0]
     if v and max(v) / min(v) >= 10:
         axis.dtick = 1
+
+
+# ---------------------------------------------------------------- aggregates of many cases
+
+
+def box_stats(values: Sequence[float]) -> dict[str, float]:
+    """A box from precomputed statistics (plotly draws it without the values): quartiles and median, the
+    whiskers at the smallest and the largest value, the count in ``n``."""
+    v = np.asarray([float(x) for x in values if finite(x)], dtype=float)
+    q1, med, q3 = (float(q) for q in np.quantile(v, [0.25, 0.5, 0.75]))
+    return {"q1": q1, "median": med, "q3": q3, "lowerfence": float(v.min()), "upperfence": float(v.max()),
+            "n": int(len(v))}
+
+
+def aggregate_box(name: str, color: str, groups: Sequence[tuple[str, Sequence[float]]], unit: str = "") -> go.Box:
+    """One box per group (x category) of many cases' values, drawn from precomputed statistics: a chart of
+    thousands of cases stays a few numbers per group in the page."""
+    stats = [(x, box_stats(v)) for x, v in groups if any(finite(e) for e in v)]
+
+    def col(k: str) -> list[float]:
+        return [st[k] for _, st in stats]
+
+    hover = [f"{esc(x)}: {st['n']} cases<br>median {st['median']:.3g}{unit}, quartiles {st['q1']:.3g}{unit} – "
+             f"{st['q3']:.3g}{unit}<br>range {st['lowerfence']:.3g}{unit} – {st['upperfence']:.3g}{unit}"
+             for x, st in stats]
+    return go.Box(name=esc(name), x=[esc(x) for x, _ in stats], q1=col("q1"), median=col("median"), q3=col("q3"),
+                  lowerfence=col("lowerfence"), upperfence=col("upperfence"), boxpoints=False,
+                  marker={"color": color}, line={"width": 1.2}, hovertext=hover, hoverinfo="text")
+
+
+def group_by_axis(rows: pd.DataFrame, values: Sequence[float], max_groups: int = 40
+                  ) -> list[tuple[str, list[float]]]:
+    """``values`` (one per row) grouped by a numeric parameter of the sweep that takes at most
+    ``max_groups`` values (a batch size if there is one, else the one with most values: a box per size, in
+    order), else one group of all of them."""
+    params = list(rows["params"])
+    numeric = [k for k in varying_params(rows) if all(finite((p or {}).get(k)) for p in params)]
+    counts = {k: len({float((p or {})[k]) for p in params}) for k in numeric}
+    fit = [k for k in numeric if counts[k] <= max_groups]
+    batch = [k for k in ("batch", "batch_size") if k in fit]
+    x: str | None = batch[0] if batch else max(fit, key=counts.__getitem__, default=None)
+    if x is None:
+        return [("all cases", [float(v) for v in values])]
+    by: dict[float, list[float]] = {}
+    for p, v in zip(params, values, strict=True):
+        by.setdefault(float((p or {})[x]), []).append(float(v))
+    return [(f"{sweep_title(x)}={xv:g}", by[xv]) for xv in sorted(by)]

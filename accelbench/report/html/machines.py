@@ -8,6 +8,8 @@ machine the section is absent. The reference is the first run's machine (``repor
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -15,13 +17,14 @@ from ... import machines as mv
 from ...compare import LoadedRun, machine_diff
 from ..format import DASH, finite, fmt_num, fmt_range, fmt_rate, fmt_time, fmt_x
 from ..view import ReportView
-from .figures import PALETTE, esc, figure, layout, short_labels, unity_line
+from .figures import CASE_CHART_LIMIT, PALETTE, esc, figure, layout, short_labels, unity_line
 from .model import Block, Cell, Chart, Ids, Table, cell_backend
 from .workloads import ci_bars, has_ci
 
 COLUMNS = ["case", "backend", "machine", "time", "speedup", "95% CI", "items/s", "GFLOP/s", "GB/s", "J/item",
            "note"]
 NUMERIC = {3, 4, 5, 6, 7, 8, 9}
+SHOWN_CASES = 100  # cases in the chart when there are more than CASE_CHART_LIMIT
 NOTE = ("speedup = reference time / this machine's time of the {metric} (> 1: faster than the reference); "
         "whiskers: its 95% CI. Machines differ by design: a view, not a gate.")
 
@@ -99,6 +102,15 @@ def _chart(ids: Ids, v: mv.MachineView, labels: dict[str, str]) -> Chart | None:
     measured = [r for r in v.rows if any(finite(_sp(r, m)) for m in others)]
     if not measured:
         return None
+    title, note = "Speedup over the reference machine per case", NOTE.format(metric=v.metric)
+    if len(measured) > CASE_CHART_LIMIT:  # the cases furthest from the reference, in their table order
+        far = sorted(measured, key=lambda r: -_distance(r, others))
+        keep = {r.key for r in far[:SHOWN_CASES]}
+        title += f": the {len(keep)} of {len(measured)} furthest from the reference"
+        note = (f"{len(measured)} cases, more than the {CASE_CHART_LIMIT} drawn one by one: the {len(keep)} whose "
+                f"speedup is furthest from 1 are drawn, the other {len(measured) - len(keep)} are left out here "
+                f"(each is in the table); " + note)
+        measured = [r for r in measured if r.key in keep]
     ys: dict[str, str] = {}
     for r in measured:  # one axis category per case, even where two short labels coincide
         y = esc(f"{labels[r.key]} @{r.backend}")
@@ -119,10 +131,14 @@ def _chart(ids: Ids, v: mv.MachineView, labels: dict[str, str]) -> Chart | None:
                      tickfont={"size": 10})
     lay.margin.l = 16
     lay.showlegend = True  # the machine each marker is, even with one machine beside the reference
-    return Chart(ids("chart-machines"), "Speedup over the reference machine per case", figure(traces, lay),
-                 NOTE.format(metric=v.metric))
+    return Chart(ids("chart-machines"), title, figure(traces, lay), note)
 
 
 def _sp(r: mv.Row, machine: str) -> float | None:
     c = r.cells.get(machine)
     return c.speedup if c is not None else None
+
+
+def _distance(r: mv.Row, others: list[str]) -> float:
+    """How far the case's speedups on the other machines are from 1 (in log terms)."""
+    return max((abs(math.log(s)) for m in others if (s := _sp(r, m)) is not None and finite(s) and s > 0), default=0.0)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -15,6 +16,10 @@ class Cell:
     title: str = ""  # tooltip
 
 
+PAGINATE_ABOVE = 300  # a table of more rows is shown a page at a time (report.js), its rows embedded as JSON
+PAGE_ROWS = 100  # rows per page of such a table
+
+
 @dataclass
 class Table:
     id: str
@@ -24,6 +29,63 @@ class Table:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @property
+    def paginated(self) -> bool:
+        """Whether the page shows this table a page at a time: its rows travel as JSON (:meth:`data`) and
+        report.js renders, sorts and filters them, across all rows; smaller tables are plain HTML rows."""
+        return len(self.rows) > PAGINATE_ABOVE
+
+    @property
+    def page_rows(self) -> int:
+        return PAGE_ROWS
+
+    def data(self) -> dict[str, Any]:
+        """The rows column by column, for report.js: per column ``t`` (texts), ``s`` (sort keys: a list,
+        1 when every key is the text itself, absent when no cell has one), ``c`` (CSS classes) and ``h``
+        (tooltips, absent when none), both as :func:`repeated` writes them. Column-wise, because
+        10,000 rows cell by cell repeat the same class names and brackets 200,000 times."""
+        cols: list[dict[str, Any]] = []
+        for j in range(len(self.columns)):
+            cells = [r[j] for r in self.rows]
+            texts = [c.text for c in cells]
+            col: dict[str, Any] = {"t": texts}
+            # the common keys (text, none, a finite float) as they are; the rest through sort_value
+            sorts = [v if v is None or type(v) is str or (type(v) is float and math.isfinite(v)) else sort_value(v)
+                     for v in (c.sort for c in cells)]
+            if sorts == texts:
+                col["s"] = 1
+            elif any(v is not None for v in sorts):
+                col["s"] = sorts
+            col["c"] = repeated([c.cls for c in cells])
+            if any(c.title for c in cells):
+                col["h"] = repeated([c.title for c in cells])
+            cols.append(col)
+        return {"n": len(self.rows), "page": self.page_rows, "numeric": sorted(self.numeric), "cols": cols}
+
+
+def repeated(values: list[str]) -> str | list[str] | dict[str, list[Any]]:
+    """A column of strings that repeat (classes, tooltips such as "CI method: ..."): one string when all
+    are the same, ``{"k": distinct values, "i": index of each}`` when there are at most a quarter as many
+    distinct values as rows, else the list itself."""
+    distinct = list(dict.fromkeys(values))
+    if len(distinct) == 1:
+        return distinct[0]
+    if len(distinct) * 4 > len(values):
+        return values
+    at = {v: i for i, v in enumerate(distinct)}
+    return {"k": distinct, "i": [at[v] for v in values]}
+
+
+def sort_value(v: float | str | None) -> float | str | None:
+    """A sort key as the HTML rows carry it (``data-sort="{{ cell.sort }}"``, read back by report.js):
+    finite numbers stay numbers, anything else is its text; None (and NaN/inf, which JSON cannot hold)
+    has no key and sorts last."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (v if isinstance(v, int) else float(v)) if math.isfinite(v) else None
+    return str(v)
 
 
 @dataclass
@@ -73,6 +135,16 @@ class Page:
     problems: Block
     charts: list[Chart]
     machines: Block | None = None  # machine vs machine, only when the runs come from several machines
+
+    def tables(self) -> list[Table]:
+        """Every table on the page: of each field that holds a block or a list of blocks (a section added
+        to the page is found without being named here)."""
+        blocks: list[Block] = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            blocks += [v] if isinstance(v, Block) else [b for b in v if isinstance(b, Block)] \
+                if isinstance(v, list) else []
+        return [b.table for b in blocks if b.table is not None]
 
 
 def slug(s: str) -> str:

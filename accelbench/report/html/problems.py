@@ -19,7 +19,7 @@ def problems_block(ids: Ids, frames: Sequence[tuple[str, pd.DataFrame]]) -> Bloc
         if df.empty:
             continue
         bad = df[df["status"] != "ok"]
-        for _, r in bad.sort_values("status", key=lambda s: s.map(ORDER)).iterrows():
+        for r in bad.sort_values("status", key=lambda s: s.map(ORDER)).to_dict("records"):
             rows.append([Cell(label, label), Cell(str(r["status"]), str(r["status"]), f"st-{r['status']}"),
                          Cell(str(r["name"]), str(r["name"])), cell_backend(str(r["backend"])),
                          Cell(str(r["message"] or "(no message)"), str(r["message"] or ""))])

@@ -48,10 +48,12 @@ def _plotly_js() -> Markup:
 def render_html(view: ReportView, title: str | None = None) -> str:
     page = build_page(view, title)
     figures = {c.id: c.figure for c in page.charts}
+    # the rows of tables shown a page at a time, once, as JSON (none: no such script element at all)
+    paged = {t.id: t.data() for t in page.tables() if t.paginated}
     tpl = _env().get_template("report.html.j2")
     return tpl.render(page=page, figures_json=script_json(figures), css=_static("report.css"),
-                      js=_static("report.js"), plotly_js=_plotly_js(), version=__version__,
-                      n_charts=len(page.charts))
+                      tables_json=script_json(paged, cleaned=True) if paged else None, js=_static("report.js"),
+                      plotly_js=_plotly_js(), version=__version__, n_charts=len(page.charts))
 
 
 def default_output(view: ReportView) -> Path:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -15,6 +16,8 @@ from .figures import BACKEND_COLOR, SYMBOLS, esc, figure, layout
 from .model import Block, Chart, Ids
 
 DASH_OF = {"measured": "solid", "theoretical": "dash", "datasheet": "dot"}
+ROOF_MAX_POINTS = 1000  # beyond this many cases, neighbouring cases merge into one marker
+GRID_PER_DECADE = 20  # the cells they merge in: 1/20 of a decade on each log axis
 
 
 @dataclass
@@ -100,7 +103,14 @@ def roofline_block(ids: Ids, df: pd.DataFrame, env: dict[str, Any]) -> tuple[Blo
     roof = Roof.of(cs)
     xmin = min([float(ai.min()), *roof.ridges()]) / 4
     xmax = max([float(ai.max()), *roof.ridges()]) * 4
-    traces = _case_traces(pts)
+    if len(pts) > ROOF_MAX_POINTS:
+        traces = _binned_traces(pts)
+        b.notes.append(f"{len(pts)} cases, more than the {ROOF_MAX_POINTS} drawn one by one: cases within 1/"
+                       f"{GRID_PER_DECADE} of a decade of each other on both axes (same backend and workload) "
+                       f"share one marker, sized by their count; {sum(len(t.x) for t in traces)} markers stand "
+                       f"for the {len(pts)} cases (hover: how many)")
+    else:
+        traces = _case_traces(pts)
     lines, line_ys = _ceiling_traces(cs, roof, xmin, xmax)
     b.notes += _roof_notes(pts, ai, cs, roof)
     g = [float(v) for v in pts["gflops"]]
@@ -128,6 +138,29 @@ def _case_traces(pts: pd.DataFrame) -> list[go.Scatter]:
                     "line": {"width": 0.5, "color": "#222"}},
             hovertext=[esc(f"{n} @{be}") + f"<br>{fmt_num(g)} GFLOP/s, {fmt_num(gb)} GB/s"
                        for n, g, gb in zip(br["name"], br["gflops"], br["gbps"], strict=True)],
+            hoverinfo="text"))
+    return out
+
+
+def _binned_traces(pts: pd.DataFrame) -> list[go.Scatter]:
+    """Per backend and workload, one marker per occupied cell of a log-spaced grid, at the cell's cases'
+    mean (log) position, its size growing with their count."""
+    symbols = {wl: SYMBOLS[i % len(SYMBOLS)] for i, wl in enumerate(dict.fromkeys(pts["workload"]))}
+    out = []
+    for (be, wl), br in pts.groupby(["backend", "workload"], sort=True):
+        lx = np.log10((br["flops"] / br["bytes"]).to_numpy(dtype=float))
+        ly = np.log10(br["gflops"].to_numpy(dtype=float))
+        cells = pd.DataFrame({"cx": np.floor(lx * GRID_PER_DECADE), "cy": np.floor(ly * GRID_PER_DECADE),
+                              "lx": lx, "ly": ly, "name": list(br["name"])})
+        agg = cells.groupby(["cx", "cy"], sort=True).agg(lx=("lx", "mean"), ly=("ly", "mean"), n=("lx", "size"),
+                                                         name=("name", "first"))
+        n = agg["n"].to_numpy()
+        out.append(go.Scatter(
+            mode="markers", name=esc(f"{wl} @{be}"), x=list(10 ** agg["lx"]), y=list(10 ** agg["ly"]),
+            marker={"color": BACKEND_COLOR.get(str(be), "#888"), "size": list(6 + 3 * np.log2(n)), "opacity": 0.7,
+                    "symbol": symbols[wl], "line": {"width": 0.5, "color": "#222"}},
+            hovertext=[f"{k} case(s) @{esc(be)}, e.g. {esc(nm)}<br>about {fmt_num(10 ** y)} GFLOP/s"
+                       for k, nm, y in zip(n, agg["name"], agg["ly"], strict=True)],
             hoverinfo="text"))
     return out
 

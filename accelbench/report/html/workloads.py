@@ -26,11 +26,14 @@ from ..format import (
 )
 from .figures import (
     BACKEND_COLOR,
+    CASE_CHART_LIMIT,
     PALETTE,
+    aggregate_box,
     decade_ticks,
     esc,
     figure,
     flat_ticks,
+    group_by_axis,
     layout,
     log_worthy,
     num,
@@ -105,6 +108,8 @@ def speedup_chart(ids: Ids, wl: str, ok: pd.DataFrame, sp: dict[str, Speedup]) -
     g = ok[(ok["backend"] == "gpu") & ok["pair_key"].map(lambda k: k in sp and finite(sp[k].speedup)).astype(bool)]
     if g.empty:
         return None
+    if len(g) > CASE_CHART_LIMIT:
+        return _speedup_boxes(ids, wl, g, sp)
     x = sweep_axis(ok)
     hover = {i: esc(f"{r['name']}<br>") + _speedup_text(sp[str(r["pair_key"])]) for i, r in g.iterrows()}
     if x is None:
@@ -135,6 +140,23 @@ def speedup_chart(ids: Ids, wl: str, ok: pd.DataFrame, sp: dict[str, Speedup]) -
     return Chart(ids("chart-speedup", wl), f"GPU speedup over the CPU against {sweep_title(x)} (log scale)",
                  figure(traces, lay), "each line: one series of the sweep; " + SPEEDUP_NOTE
                  + "; no whisker: too few samples on a side for a CI")
+
+
+def aggregated_note(n: int, what: str, groups: list[tuple[str, list[float]]]) -> str:
+    """What an aggregate chart of ``n`` cases shows instead of each case."""
+    per = "one box over all of them" if len(groups) == 1 else f"one box per {groups[0][0].split('=')[0]}"
+    return (f"{n} cases, more than the {CASE_CHART_LIMIT} drawn one by one: {per} of the cases' {what} "
+            f"(box: quartiles and median, whiskers: smallest and largest); each case is in the table")
+
+
+def _speedup_boxes(ids: Ids, wl: str, g: pd.DataFrame, sp: dict[str, Speedup]) -> Chart:
+    """The speedups of a workload of many cases, as boxes (per size of the sweep when it has few sizes)."""
+    groups = group_by_axis(g, [sp[str(k)].speedup for k in g["pair_key"]])
+    lay = layout("", "speedup (CPU time / GPU time)", log_y=True, shapes=[unity_line("y")])
+    decade_ticks(lay.yaxis, [v for _, vs in groups for v in vs] + [1.0])
+    return Chart(ids("chart-speedup", wl), "GPU speedup over the CPU, aggregated (log scale)",
+                 figure([aggregate_box("speedup", BACKEND_COLOR["gpu"], groups)], lay),
+                 aggregated_note(len(g), "speedups (CPU time / GPU time)", groups))
 
 
 def _speedup_text(s: Speedup) -> str:
@@ -169,8 +191,10 @@ def time_chart(ids: Ids, wl: str, ok: pd.DataFrame) -> Chart | None:
     """Median time per operation per backend with its CI, so a CPU-only run still shows its sweep."""
     if ok.empty:
         return None
-    labels = tick_labels(ok)
     unit, scale = time_unit(ok["median_s"])
+    if ok["pair_key"].nunique() > CASE_CHART_LIMIT:
+        return _time_boxes(ids, wl, ok, unit, scale)
+    labels = tick_labels(ok)
     traces = []
     for be, br in ok.groupby("backend", sort=True):
         meds = [float(v) / scale for v in br["median_s"]]
@@ -186,11 +210,25 @@ def time_chart(ids: Ids, wl: str, ok: pd.DataFrame) -> Chart | None:
                  "whiskers: 95% CI of the median (distribution-free)")
 
 
+def _time_boxes(ids: Ids, wl: str, ok: pd.DataFrame, unit: str, scale: float) -> Chart:
+    """The median times of a workload of many cases, as boxes per backend (and size, when few)."""
+    traces, n = [], 0
+    for be, br in ok.groupby("backend", sort=True):
+        groups = group_by_axis(br, [float(v) / scale for v in br["median_s"]])
+        n = max(n, len(br))
+        traces.append(aggregate_box(str(be), BACKEND_COLOR.get(str(be), "#888"), groups, f" {unit}"))
+    lay = layout("", f"time per operation ({unit})", log_y=True, boxmode="group")
+    return Chart(ids("chart-time", wl), "Median time per operation, aggregated (log scale)", figure(traces, lay),
+                 aggregated_note(n, "median times per backend", groups))
+
+
 # ---------------------------------------------------------------- the table
 
 
 PCT_NAMES = {"flops_percent_of_measured": "% of peak GFLOP/s", "bw_percent_of_measured": "% of peak GB/s"}
 TEXT_COLUMNS = ("backend", "status", "validation (rel. error)", "variant")
+ROW_COLUMNS = ("params", "backend", "status", "message", "pair_key", "record", "median_s", "ci_low_s", "ci_high_s",
+               "cv", "n_samples", "gflops", "gbps", "items_per_s", "item_unit")  # what a table row reads
 
 
 def workload_table(ids: Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Speedup], with_speedup: bool = True
@@ -206,7 +244,10 @@ def workload_table(ids: Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Speedup]
         cols.append("variant")
     numeric = {len(keys) + i for i, c in enumerate(cols[len(keys):]) if c not in TEXT_COLUMNS}
     out: list[list[Cell]] = []
-    for (_, r), variant in zip(rows.iterrows(), variants, strict=True):
+    with_variant = any(variants)
+    # plain dicts of the columns the cells read: a pandas row per case costs more than the cells themselves
+    used = [c for c in (*ROW_COLUMNS, *pct_keys) if c in rows.columns]
+    for r, variant in zip(rows[used].to_dict("records"), variants, strict=True):
         p = r["params"] or {}
         cells = [Cell(param_text(p.get(k, "")), num(p.get(k)) if finite(p.get(k)) else param_text(p.get(k, "")),
                       "nowrap") for k in keys]
@@ -216,7 +257,7 @@ def workload_table(ids: Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Speedup]
         if with_speedup:
             cells += _speedup_cells(sp.get(str(r["pair_key"])) if r["backend"] == "gpu" else None)
         cells.append(_validation_cell(r["record"]))
-        if any(variants):
+        if with_variant:
             cells.append(Cell(variant, variant, "variant"))
         out.append(cells)
     return Table(id=ids("table", wl), columns=cols, rows=out, numeric=numeric)
