@@ -1,0 +1,177 @@
+"""Engines side by side (onnx cases): per model, a table by batch size — images/s of every engine on every
+backend, the GPU's speedup over the fastest CPU engine measured for the case (the headline), each engine's
+own GPU-vs-CPU speedup, accelbench/onnxruntime per backend — and a chart of images/s against batch size,
+one line per engine and backend. Absent when the run has no onnx cases.
+
+The numbers are the report view's (``RunView.engines``: accelbench.onnx.engines, built once; every ratio
+from compare.speedups). A side that was not measured (no GPU, onnxruntime-gpu not installed, an error)
+shows a dash with the reason in its tooltip, never a number.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from ...compare import Speedup
+from ...onnx.engines import HEADLINE, RULE, EngineCase, EngineTable, Side
+from ..format import DASH, fmt_range, fmt_rate, fmt_x, param_text
+from ..view import RunView
+from .figures import BACKEND_COLOR, esc, figure, layout, log_worthy
+from .model import Block, Cell, Chart, Ids, Table
+from .workloads import has_ci
+
+ENGINE_DASH = {"accelbench": "solid", "onnxruntime": "dash"}
+ENGINE_SYMBOL = {"accelbench": "circle", "onnxruntime": "square"}
+
+
+def engines_blocks(ids: Ids, rv: RunView, metric: str = "median") -> tuple[list[Block], list[Chart]]:
+    """One block per model and knobs of the run's onnx cases; none when it has no onnx cases."""
+    blocks: list[Block] = []
+    charts: list[Chart] = []
+    stated: set[str] = set()  # reasons already given above (no GPU: every model's GPU sides)
+    for i, t in enumerate(rv.engines):
+        b = Block(id=ids("engines", t.title), title=t.title, subtitle=t.subtitle)
+        if i == 0:  # the rule once, above the first model
+                b.notes.append(f"{HEADLINE}: " + RULE.format(metric=metric) + ". Each engine's own GPU-vs-CPU "
+                           "speedup and accelbench/onnxruntime (images/s) stand beside it; speedups and "
+                           "ratios are accelbench.compare's, with their 95% CI in the tooltip.")
+        b.notes += _absent_notes(t, stated)
+        ch = _chart(ids, t)
+        if ch is not None:
+            b.charts.append(ch)
+            charts.append(ch)
+        else:
+            b.notes.append("No line to draw: no engine measured two batch sizes on one backend; the table has "
+                           "the numbers.")
+        b.table = _table(ids, t)
+        blocks.append(b)
+    return blocks, charts
+
+
+def _absent_notes(t: EngineTable, stated: set[str]) -> list[str]:
+    """One line per reason a side has no number (e.g. every GPU side on a machine without one); a reason
+    given for an earlier model is not spelt out again."""
+    reasons: dict[str, list[str]] = {}
+    for c in t.cases:
+        for b in t.backends:
+            for e in t.engines:
+                s = c.side(b, e)
+                if not s.measured and f"{e} {b.upper()}" not in reasons.setdefault(s.reason, []):
+                    reasons[s.reason].append(f"{e} {b.upper()}")
+    out = []
+    for why, who in reasons.items():
+        out.append(f"Not measured: {', '.join(who)}: " + ("as above (each dash's tooltip says why)."
+                                                          if why in stated else why))
+        stated.add(why)
+    return out
+
+
+def _columns(t: EngineTable) -> list[tuple[str, str]]:
+    """(kind, column title) in table order."""
+    cols = [("batch", "batch")]
+    cols += [("ips", f"{e} {b.upper()} images/s") for e in t.engines for b in t.backends]
+    if "cpu" in t.backends:
+        cols.append(("fastest", "fastest CPU engine"))
+    if "gpu" in t.backends and "cpu" in t.backends:
+        cols += [("head", f"GPU {e} over the fastest CPU") for e in t.engines]
+        cols += [("own", f"GPU {e} over CPU {e}") for e in t.engines]
+    if {"accelbench", "onnxruntime"} <= set(t.engines):
+        cols += [("ratio", f"accelbench / onnxruntime {b.upper()}") for b in t.backends]
+    return cols
+
+
+def _table(ids: Ids, t: EngineTable) -> Table:
+    cols = _columns(t)
+    rows = []
+    for c in t.cases:
+        ips = iter([(e, b) for e in t.engines for b in t.backends])
+        heads = iter(t.engines)
+        owns = iter(t.engines)
+        ratios = iter(t.backends)
+        row: list[Cell] = []
+        for kind, _ in cols:
+            if kind == "batch":
+                row.append(Cell(param_text(c.batch), c.batch if isinstance(c.batch, (int, float)) else None, "nowrap"))
+            elif kind == "ips":
+                e, b = next(ips)
+                row.append(_ips_cell(c.side(b, e)))
+            elif kind == "fastest":
+                row.append(Cell(c.fastest_cpu or DASH, c.fastest_cpu,
+                                title="" if c.fastest_cpu else "no CPU engine measured for this case"))
+            elif kind == "head":
+                e = next(heads)
+                row.append(_x_cell(c.over_fastest_cpu.get(e), c.headline_reason(e), "headline",
+                                   f"GPU {e} over CPU {c.fastest_cpu}"))
+            elif kind == "own":
+                e = next(owns)
+                row.append(_x_cell(c.per_engine.get(e), _own_reason(c, e), "", f"GPU {e} over CPU {e}"))
+            else:
+                b = next(ratios)
+                row.append(_x_cell(c.engine_ratio.get(b), _ratio_reason(c, b), "", f"accelbench / onnxruntime "
+                                   f"images/s on the {b.upper()}", colour=False))
+        rows.append(row)
+    return Table(id=ids("table-engines", t.title), columns=[name for _, name in cols], rows=rows,
+                 numeric=set(range(1, len(cols))) - {i for i, (k, _) in enumerate(cols) if k == "fastest"})
+
+
+def _ips_cell(s: Side) -> Cell:
+    if not s.measured:
+        return Cell(DASH, None, "muted", s.reason)
+    v = s.items_per_s
+    unit = (s.record.work.get("item_unit") if s.record is not None else None) or "images"
+    return Cell(fmt_rate(v, f"{unit}/s"), v)
+
+
+def _x_cell(s: Speedup | None, reason: str, cls: str, what: str, colour: bool = True) -> Cell:
+    if s is None:
+        return Cell(DASH, None, f"muted {cls}".strip(), reason)
+    ci = (f"95% CI {fmt_range(s.ci_low, s.ci_high, fmt_x)} ({s.method})" if has_ci(s)
+          else "too few samples for a CI")
+    tone = ("good" if s.speedup > 1 else "bad") if colour else ""
+    return Cell(fmt_x(s.speedup), s.speedup, f"{tone} {cls}".strip(), f"{what}: {ci}")
+
+
+def _own_reason(c: EngineCase, e: str) -> str:
+    for b in ("gpu", "cpu"):
+        s = c.side(b, e)
+        if not s.measured:
+            return f"{e} {b.upper()}: {s.reason}"
+    return "no usable timing to pair"
+
+
+def _ratio_reason(c: EngineCase, b: str) -> str:
+    for e in ("accelbench", "onnxruntime"):
+        s = c.side(b, e)
+        if not s.measured:
+            return f"{e} {b.upper()}: {s.reason}"
+    return "no usable timing to pair"
+
+
+def _chart(ids: Ids, t: EngineTable) -> Chart | None:
+    """images/s against batch size, one line per engine and backend that measured two or more sizes; None
+    when none did (one batch size: the table says it all)."""
+    traces = []
+    xs: list[float] = []
+    for b in t.backends:
+        for e in t.engines:
+            pts = [(float(c.batch), c.side(b, e).items_per_s, c) for c in t.cases
+                   if isinstance(c.batch, (int, float)) and c.side(b, e).items_per_s is not None]
+            if len(pts) < 2:
+                continue
+            xs += [p[0] for p in pts]
+            traces.append(go.Scatter(
+                x=[p[0] for p in pts], y=[p[1] for p in pts], name=esc(f"{e} {b.upper()}"), mode="lines+markers",
+                line={"color": BACKEND_COLOR.get(b, "#888"), "dash": ENGINE_DASH.get(e, "dot"), "width": 2},
+                marker={"size": 8, "symbol": ENGINE_SYMBOL.get(e, "diamond")},
+                hovertext=[esc(f"{e} {b.upper()}, batch {p[0]:g}: ") + fmt_rate(p[1], "images/s") for p in pts],
+                hoverinfo="text"))
+    if not traces:
+        return None
+    ticks = sorted(set(xs))
+    lay = layout("batch size", "images/s (log scale)", log_y=True, log_x=log_worthy(ticks))
+    lay.xaxis.update(tickvals=ticks, ticktext=[f"{v:g}" for v in ticks])
+    lay.showlegend = True
+    return Chart(ids("chart-engines", t.title), "images/s against batch size, per engine and backend",
+                 figure(traces, lay), "solid: accelbench, dashed: onnxruntime; green: GPU, blue: CPU; "
+                 "images/s at the median time of one batch")
+
