@@ -48,11 +48,10 @@ ORT_CPU_FACTOR = {1: 0.25, 2: 4.0}
 FAST = "{min_samples: 5, max_samples: 8, min_time_s: 0.0, max_time_s: 0.2, warmup: 1, warmup_time_s: 0.0}"
 
 
-@pytest.fixture(scope="module")
-def cpu_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A real run of the onnx workload (its cpu cases measured, its gpu cases skipped); and the terminal
-    output of ``accelbench run``."""
-    root = tmp_path_factory.mktemp("onnx-engines")
+def real_onnx_run(root: Path) -> tuple[Path, str]:
+    """A real run of the onnx workload (its cpu cases measured, its gpu cases skipped) under ``root``; and
+    the terminal output of ``accelbench run``."""
+    root.mkdir(parents=True, exist_ok=True)
     onnx.save(zoo.build("tiny_cnn", 16, seed=1), root / HOSTILE_MODEL)
     model = json.dumps(HOSTILE_MODEL)  # a YAML double-quoted scalar: escapes as JSON writes them
     suite = root / "s.yaml"
@@ -63,6 +62,11 @@ def cpu_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     assert r.exit_code == 0, r.output
     (run_dir,) = (root / "res").iterdir()
     return run_dir, r.output
+
+
+@pytest.fixture(scope="module")
+def cpu_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    return real_onnx_run(tmp_path_factory.mktemp("onnx-engines"))
 
 
 def _scaled(rec: results.CaseRecord, factor: float, **update: Any) -> results.CaseRecord:

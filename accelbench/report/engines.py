@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..compare import Speedup
-from ..onnx.engines import BACKENDS, HEADLINE, RULE, EngineTable, engine_sort_key
+from ..onnx.engines import BACKENDS, RULE, EngineTable, engine_sort_key
 from ..textsafe import md, plain, term
 from .format import DASH, fmt_x, param_text
 
@@ -25,8 +25,8 @@ def _engines(tables: Sequence[EngineTable]) -> list[str]:
 
 
 def cells(tables: Sequence[EngineTable]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of plain strings, a row per case with any side measured; names from data are returned
-    raw (each renderer neutralises them)."""
+    """(header, rows) of plain strings: a row per case with any side measured, a column where any row has a
+    number; names from data are returned raw (each renderer neutralises them)."""
     engines = _engines(tables)
     both = {"accelbench", "onnxruntime"} <= set(engines)
     head = ["model", "batch", "fastest CPU"] + [f"GPU {e} / fastest CPU" for e in engines] + [
@@ -42,7 +42,9 @@ def cells(tables: Sequence[EngineTable]) -> tuple[list[str], list[list[str]]]:
             if both:
                 row += [_x(c.engine_ratio.get(b)) for b in BACKENDS]
             rows.append(row)
-    return head, rows
+    # a column with no number at all (every GPU column on a machine without one) says nothing
+    keep = [i for i in range(len(head)) if i < 3 or any(r[i] != DASH for r in rows)]
+    return [head[i] for i in keep], [[r[i] for i in keep] for r in rows]
 
 
 def _x(s: Speedup | None) -> str:
@@ -50,7 +52,7 @@ def _x(s: Speedup | None) -> str:
 
 
 def note(metric: str = "median") -> str:
-    return f"GPU <engine> / fastest CPU = {HEADLINE}; " + RULE.format(metric=metric) + "."
+    return "GPU <engine> / fastest CPU: " + RULE.format(metric=metric) + "; GPU/CPU <engine>: over its own CPU."
 
 
 def rich_table(tables: Sequence[EngineTable], metric: str = "median") -> Table | None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from ...compare import Speedup
-from ...onnx.engines import HEADLINE, RULE, EngineCase, EngineTable, Side
+from ...onnx.engines import RULE, EngineCase, EngineTable, Side
 from ..format import DASH, fmt_range, fmt_rate, fmt_x, param_text
 from ..view import RunView
-from .figures import BACKEND_COLOR, esc, figure, layout, log_worthy
+from .figures import BACKEND_COLOR, decade_ticks, esc, figure, layout, log_worthy
 from .model import Block, Cell, Chart, Ids, Table
 from .workloads import has_ci
 
@@ -32,7 +32,7 @@ def engines_blocks(ids: Ids, rv: RunView, metric: str = "median") -> tuple[list[
     for i, t in enumerate(rv.engines):
         b = Block(id=ids("engines", t.title), title=t.title, subtitle=t.subtitle)
         if i == 0:  # the rule once, above the first model
-                b.notes.append(f"{HEADLINE}: " + RULE.format(metric=metric) + ". Each engine's own GPU-vs-CPU "
+                b.notes.append(RULE.format(metric=metric).capitalize() + ". Each engine's own GPU-vs-CPU "
                            "speedup and accelbench/onnxruntime (images/s) stand beside it; speedups and "
                            "ratios are accelbench.compare's, with their 95% CI in the tooltip.")
         b.notes += _absent_notes(t, stated)
@@ -170,6 +170,7 @@ def _chart(ids: Ids, t: EngineTable) -> Chart | None:
     ticks = sorted(set(xs))
     lay = layout("batch size", "images/s (log scale)", log_y=True, log_x=log_worthy(ticks))
     lay.xaxis.update(tickvals=ticks, ticktext=[f"{v:g}" for v in ticks])
+    decade_ticks(lay.yaxis, [y for tr in traces for y in tr.y])
     lay.showlegend = True
     return Chart(ids("chart-engines", t.title), "images/s against batch size, per engine and backend",
                  figure(traces, lay), "solid: accelbench, dashed: onnxruntime; green: GPU, blue: CPU; "
