@@ -156,8 +156,8 @@ def test_headline_is_over_the_fastest_cpu_engine(gpu_run: Path) -> None:
 
 
 def _table(page: rh.Page) -> tuple[list[str], dict[str, list[rh.Cell]]]:
-    (b,) = page.engines
-    assert b.table is not None
+    head, b = page.engines  # the headline block, then one per model
+    assert head.table is None and b.table is not None
     return b.table.columns, {r[0].text: r for r in b.table.rows}
 
 
@@ -176,7 +176,14 @@ def test_html_section_with_headline_and_dashes(gpu_run: Path) -> None:
         c = cell["1"][col]
         assert c.text == DASH and c.sort is None and "CUDAExecutionProvider" in c.title, col
     assert cell["2"]["onnxruntime GPU images/s"].text.endswith("images/s")
-    (blk,) = page.engines
+    head, blk = page.engines
+    (hc,) = head.charts  # every case's headline (filled) beside its per-engine speedup (open)
+    pts = {t["name"]: dict(zip(t["y"], t["x"], strict=True)) for t in hc.figure["data"]}
+    head_x, own_x = pts["GPU over the fastest CPU engine (headline)"], pts["GPU over its own CPU engine"]
+    assert sorted(head_x.values()) == pytest.approx([2.5, 10.0, 20.0])
+    assert sorted(own_x.values()) == pytest.approx([10.0, 10.0, 80.0])
+    (y1,) = [y for y in head_x if "batch=1 · GPU accelbench" in y]
+    assert head_x[y1] == pytest.approx(2.5) and own_x[y1] == pytest.approx(10.0) and "&lt;img" in y1
     assert len(blk.charts) == 1
     names = sorted(t["name"] for t in blk.charts[0].figure["data"])
     assert names == ["accelbench CPU", "accelbench GPU", "onnxruntime CPU"]  # onnxruntime GPU: one size only
@@ -193,6 +200,7 @@ def test_html_real_cpu_run_shows_gpu_dashes_and_no_section_without_onnx(cpu_run:
                                                                      tmp_path: Path) -> None:
     page = rh.build_page(view.load([cpu_run[0]]))
     cols, rows = _table(page)
+    assert not page.engines[0].charts and "no headline to plot" in " ".join(page.engines[0].notes)
     assert set(rows) == {"1", "2"}
     for r in rows.values():
         c = dict(zip(cols, r, strict=True))

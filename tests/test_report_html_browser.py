@@ -286,7 +286,8 @@ def test_onnx_engines_section_draws(browser: Any, tmp_path: Path):
     o = open_report(browser, out)
     marks = assert_clean_and_drawn(o, out)
     p = o.page
-    (cid,) = [k for k in marks if k.startswith("chart-engines")]
+    assert marks["chart-engines-headline"] == 6  # 3 GPU cases: over the fastest CPU and over their own
+    (cid,) = [k for k in marks if k.startswith("chart-engines") and k != "chart-engines-headline"]
     assert p.locator(f"#{cid} .scatterlayer path.js-line").count() == 3  # accelbench CPU/GPU, onnxruntime CPU
     (tid,) = p.evaluate("Array.from(document.querySelectorAll('#engines table')).map(t => t.id)")
     assert table_rows(p, tid) == 2  # batch 1 and 2

@@ -16,25 +16,34 @@ from ...compare import Speedup
 from ...onnx.engines import RULE, EngineCase, EngineTable, Side
 from ..format import DASH, fmt_range, fmt_rate, fmt_x, param_text
 from ..view import RunView
-from .figures import BACKEND_COLOR, decade_ticks, esc, figure, layout, log_worthy
+from .figures import BACKEND_COLOR, decade_ticks, esc, figure, layout, log_worthy, unity_line
 from .model import Block, Cell, Chart, Ids, Table
-from .workloads import has_ci
+from .workloads import ci_bars, has_ci
 
 ENGINE_DASH = {"accelbench": "solid", "onnxruntime": "dash"}
 ENGINE_SYMBOL = {"accelbench": "circle", "onnxruntime": "square"}
 
 
 def engines_blocks(ids: Ids, rv: RunView, metric: str = "median") -> tuple[list[Block], list[Chart]]:
-    """One block per model and knobs of the run's onnx cases; none when it has no onnx cases."""
-    blocks: list[Block] = []
+    """The headline block (the rule; a chart of every case's headline when a GPU case ran), then one block
+    per model and knobs of the run's onnx cases; none when it has no onnx cases."""
+    if not rv.engines:
+        return [], []
+    head = Block(id=ids("engines", "headline"), title="GPU speedup over the fastest CPU engine",
+                 notes=[_sentence(RULE.format(metric=metric)) + ". Each engine's own GPU-vs-CPU speedup and "
+                        "accelbench/onnxruntime (images/s) stand beside it in the tables; speedups and ratios "
+                        "are accelbench.compare's, with their 95% CI in the tooltips."])
+    blocks = [head]
     charts: list[Chart] = []
+    ch = _headline_chart(ids, rv.engines)
+    if ch is None:
+        head.notes.append("No onnx case was measured on the GPU and the CPU, so there is no headline to plot.")
+    else:
+        head.charts.append(ch)
+        charts.append(ch)
     stated: set[str] = set()  # reasons already given above (no GPU: every model's GPU sides)
-    for i, t in enumerate(rv.engines):
+    for t in rv.engines:
         b = Block(id=ids("engines", t.title), title=t.title, subtitle=t.subtitle)
-        if i == 0:  # the rule once, above the first model
-                b.notes.append(RULE.format(metric=metric).capitalize() + ". Each engine's own GPU-vs-CPU "
-                           "speedup and accelbench/onnxruntime (images/s) stand beside it; speedups and "
-                           "ratios are accelbench.compare's, with their 95% CI in the tooltip.")
         b.notes += _absent_notes(t, stated)
         ch = _chart(ids, t)
         if ch is not None:
@@ -46,6 +55,40 @@ def engines_blocks(ids: Ids, rv: RunView, metric: str = "median") -> tuple[list[
         b.table = _table(ids, t)
         blocks.append(b)
     return blocks, charts
+
+
+def _sentence(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def _headline_chart(ids: Ids, tables: list[EngineTable]) -> Chart | None:
+    """A row per case and GPU engine: its headline (filled) and its speedup over its own CPU (open), with
+    CI whiskers. None when no GPU case has either."""
+    rows = [(t, c, e) for t in tables for c in t.cases for e in t.engines
+            if e in c.over_fastest_cpu or e in c.per_engine]
+    if not rows:
+        return None
+    ys = [esc(f"{t.title} batch={param_text(c.batch)} · GPU {e}") for t, c, e in rows]
+    traces = []
+    for what, filled in (("over the fastest CPU engine (headline)", True), ("over its own CPU engine", False)):
+        pts = [(y, c, e, s) for y, (_, c, e) in zip(ys, rows, strict=True)
+               if (s := (c.over_fastest_cpu if filled else c.per_engine).get(e)) is not None]
+        if not pts:
+            continue
+        traces.append(go.Scatter(
+            mode="markers", name=esc(f"GPU {what}"), x=[p[3].speedup for p in pts], y=[p[0] for p in pts],
+            error_x=ci_bars([p[3] for p in pts]), hoverinfo="text",
+            marker={"color": BACKEND_COLOR["gpu"] if filled else "#555", "size": 10 if filled else 8,
+                    "symbol": "circle" if filled else "circle-open"},
+            hovertext=[f"{y}<br>" + esc(f"over CPU {c.fastest_cpu if filled else e}: ") + fmt_x(s.speedup)
+                       for y, c, e, s in pts]))
+    lay = layout("speedup (CPU time / GPU time, log scale)", "", log_x=True,
+                 height=max(240, 80 + 30 * len(rows)), shapes=[unity_line("x")])
+    lay.yaxis.update(categoryorder="array", categoryarray=list(reversed(ys)), tickfont={"size": 10})
+    lay.showlegend = True
+    return Chart(ids("chart-engines", "headline"), "GPU speedup over the fastest CPU engine, per case",
+                 figure(traces, lay), "filled: over the fastest CPU engine measured for the case (the headline); "
+                 "open: over the same engine's CPU; whiskers: 95% CI")
 
 
 def _absent_notes(t: EngineTable, stated: set[str]) -> list[str]:

@@ -76,6 +76,10 @@ def speedup_blocks(ids: Ids, df: pd.DataFrame, sp: dict[str, Speedup],
             b.charts.append(ch)
         elif not run_reason:
             b.notes.append("No GPU-vs-CPU speedup: no case of this workload finished on both backends.")
+        if headline and any(str(k) in headline for k in rows["pair_key"]):
+            b.notes.append(f"The speedups plotted are each engine's GPU over its own CPU; the headline, the "
+                           f"{HEADLINE.lower()} measured for the case, is the table's column '{HEADLINE}' and "
+                           f"the Engines side by side section.")
         ch = time_chart(ids, str(wl), ok)
         if ch is not None:
             b.charts.append(ch)
