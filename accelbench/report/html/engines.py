@@ -10,10 +10,13 @@ shows a dash with the reason in its tooltip, never a number.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import plotly.graph_objects as go
 
 from ...compare import Speedup
-from ...onnx.engines import RULE, EngineCase, EngineTable, Side
+from ...onnx.engines import RULE, EngineCase, EngineTable
 from ..format import DASH, fmt_range, fmt_rate, fmt_x, param_text
 from ..view import RunView
 from .figures import BACKEND_COLOR, decade_ticks, esc, figure, layout, log_worthy, unity_line
@@ -109,60 +112,59 @@ def _absent_notes(t: EngineTable, stated: set[str]) -> list[str]:
     return out
 
 
-def _columns(t: EngineTable) -> list[tuple[str, str]]:
-    """(kind, column title) in table order."""
-    cols = [("batch", "batch")]
-    cols += [("ips", f"{e} {b.upper()} images/s") for e in t.engines for b in t.backends]
+CellOf = Callable[[EngineCase], Cell]
+
+
+def _columns(t: EngineTable) -> list[tuple[str, CellOf]]:
+    """(column title, the cell of a case) in table order; the backends and engines the table has."""
+    cols: list[tuple[str, CellOf]] = [("batch", _batch_cell)]
+    cols += [(f"{e} {b.upper()} images/s", partial(_ips_cell, b, e)) for e in t.engines for b in t.backends]
     if "cpu" in t.backends:
-        cols.append(("fastest", "fastest CPU engine"))
+        cols.append(("fastest CPU engine", _fastest_cell))
     if "gpu" in t.backends and "cpu" in t.backends:
-        cols += [("head", f"GPU {e} over the fastest CPU") for e in t.engines]
-        cols += [("own", f"GPU {e} over CPU {e}") for e in t.engines]
+        cols += [(f"GPU {e} over the fastest CPU", partial(_headline_cell, e)) for e in t.engines]
+        cols += [(f"GPU {e} over CPU {e}", partial(_own_cell, e)) for e in t.engines]
     if {"accelbench", "onnxruntime"} <= set(t.engines):
-        cols += [("ratio", f"accelbench / onnxruntime {b.upper()}") for b in t.backends]
+        cols += [(f"accelbench / onnxruntime {b.upper()}", partial(_ratio_cell, b)) for b in t.backends]
     return cols
 
 
 def _table(ids: Ids, t: EngineTable) -> Table:
     cols = _columns(t)
-    rows = []
-    for c in t.cases:
-        ips = iter([(e, b) for e in t.engines for b in t.backends])
-        heads = iter(t.engines)
-        owns = iter(t.engines)
-        ratios = iter(t.backends)
-        row: list[Cell] = []
-        for kind, _ in cols:
-            if kind == "batch":
-                row.append(Cell(param_text(c.batch), c.batch if isinstance(c.batch, (int, float)) else None, "nowrap"))
-            elif kind == "ips":
-                e, b = next(ips)
-                row.append(_ips_cell(c.side(b, e)))
-            elif kind == "fastest":
-                row.append(Cell(c.fastest_cpu or DASH, c.fastest_cpu,
-                                title="" if c.fastest_cpu else "no CPU engine measured for this case"))
-            elif kind == "head":
-                e = next(heads)
-                row.append(_x_cell(c.over_fastest_cpu.get(e), c.headline_reason(e), "headline",
-                                   f"GPU {e} over CPU {c.fastest_cpu}"))
-            elif kind == "own":
-                e = next(owns)
-                row.append(_x_cell(c.per_engine.get(e), _own_reason(c, e), "", f"GPU {e} over CPU {e}"))
-            else:
-                b = next(ratios)
-                row.append(_x_cell(c.engine_ratio.get(b), _ratio_reason(c, b), "", f"accelbench / onnxruntime "
-                                   f"images/s on the {b.upper()}", colour=False))
-        rows.append(row)
-    return Table(id=ids("table-engines", t.title), columns=[name for _, name in cols], rows=rows,
-                 numeric=set(range(1, len(cols))) - {i for i, (k, _) in enumerate(cols) if k == "fastest"})
+    text = {i for i, (name, _) in enumerate(cols) if name == "fastest CPU engine"}
+    return Table(id=ids("table-engines", t.title), columns=[name for name, _ in cols],
+                 rows=[[cell(c) for _, cell in cols] for c in t.cases], numeric=set(range(1, len(cols))) - text)
 
 
-def _ips_cell(s: Side) -> Cell:
+def _batch_cell(c: EngineCase) -> Cell:
+    return Cell(param_text(c.batch), c.batch if isinstance(c.batch, (int, float)) else None, "nowrap")
+
+
+def _fastest_cell(c: EngineCase) -> Cell:
+    return Cell(c.fastest_cpu or DASH, c.fastest_cpu, title="" if c.fastest_cpu else
+                "no CPU engine measured for this case")
+
+
+def _ips_cell(b: str, e: str, c: EngineCase) -> Cell:
+    s = c.side(b, e)
     if not s.measured:
         return Cell(DASH, None, "muted", s.reason)
     v = s.items_per_s
     unit = (s.record.work.get("item_unit") if s.record is not None else None) or "images"
     return Cell(fmt_rate(v, f"{unit}/s"), v)
+
+
+def _headline_cell(e: str, c: EngineCase) -> Cell:
+    return _x_cell(c.over_fastest_cpu.get(e), c.headline_reason(e), "headline", f"GPU {e} over CPU {c.fastest_cpu}")
+
+
+def _own_cell(e: str, c: EngineCase) -> Cell:
+    return _x_cell(c.per_engine.get(e), _unmeasured(c, [("gpu", e), ("cpu", e)]), "", f"GPU {e} over CPU {e}")
+
+
+def _ratio_cell(b: str, c: EngineCase) -> Cell:
+    return _x_cell(c.engine_ratio.get(b), _unmeasured(c, [(b, "accelbench"), (b, "onnxruntime")]), "",
+                   f"accelbench / onnxruntime images/s on the {b.upper()}", colour=False)
 
 
 def _x_cell(s: Speedup | None, reason: str, cls: str, what: str, colour: bool = True) -> Cell:
@@ -174,16 +176,9 @@ def _x_cell(s: Speedup | None, reason: str, cls: str, what: str, colour: bool = 
     return Cell(fmt_x(s.speedup), s.speedup, f"{tone} {cls}".strip(), f"{what}: {ci}")
 
 
-def _own_reason(c: EngineCase, e: str) -> str:
-    for b in ("gpu", "cpu"):
-        s = c.side(b, e)
-        if not s.measured:
-            return f"{e} {b.upper()}: {s.reason}"
-    return "no usable timing to pair"
-
-
-def _ratio_reason(c: EngineCase, b: str) -> str:
-    for e in ("accelbench", "onnxruntime"):
+def _unmeasured(c: EngineCase, pairs: list[tuple[str, str]]) -> str:
+    """Why a ratio of the (backend, engine) ``pairs`` has no number: the first side not measured."""
+    for b, e in pairs:
         s = c.side(b, e)
         if not s.measured:
             return f"{e} {b.upper()}: {s.reason}"
