@@ -72,7 +72,7 @@ def text(tables: Sequence[EngineTable], metric: str = "median") -> str:
     if not tables:
         return ""
     head, rows = cells(tables)
-    grid = [head] + [[plain(r[0]), *r[1:]] for r in rows]
+    grid = [head] + [[plain(x) for x in r] for r in rows]
     widths = [min(40, max(len(r[i]) for r in grid)) for i in range(len(head))]
     lines = ["", TITLE]
     for r in grid:
