@@ -426,16 +426,18 @@ def compare(
         return
     opts = _compare_options(threshold, alpha, metric, ignore_param)
     if new is None:
+        from .report import engines as eng
         from .report import view
 
-        rows = view.run_view(cmp_mod.load_side(base), metric=opts.metric).speedups
+        rv = view.run_view(cmp_mod.load_side(base), metric=opts.metric)
+        rows = rv.speedups
         if as_json:
             from dataclasses import asdict
 
             _print_json([asdict(r) for r in rows])
         else:
-            sys.stdout.write(md.speedup_text(rows))
-        _write_markdown(markdown, md.speedups(rows))
+            sys.stdout.write(md.speedup_text(rows) + eng.text(rv.engines, opts.metric))
+        _write_markdown(markdown, md.speedups(rows) + eng.markdown(rv.engines, opts.metric))
         return
     c = cmp_mod.compare_runs(cmp_mod.load_core(base), cmp_mod.load_core(new), opts)
     if as_json:

@@ -214,10 +214,12 @@ def test_engines_side_by_side_takes_the_fastest_cpu_engine() -> None:
                           params=params, backend=backend, status="ok",  # type: ignore[arg-type]
                           timing=Timing(method="m", samples_s=[med], summary={"median": med}))
 
-    rows = side_by_side([rec("cpu", "accelbench", 4.0), rec("cpu", "onnxruntime", 1.0), rec("gpu", "accelbench", 0.5),
+    (t,) = side_by_side([rec("cpu", "accelbench", 4.0), rec("cpu", "onnxruntime", 1.0), rec("gpu", "accelbench", 0.5),
                          rec("gpu", "onnxruntime", 0.25), rec("cpu", "accelbench", 9.0, batch=16)])
-    by_batch = {r.key.count("16"): r for r in rows}
-    r = by_batch[0]
-    assert r.fastest_cpu == "cpu/onnxruntime"
-    assert r.gpu_speedup_over_fastest_cpu == {"gpu/accelbench": 2.0, "gpu/onnxruntime": 4.0}
-    assert by_batch[1].gpu_speedup_over_fastest_cpu == {} and by_batch[1].fastest_cpu == "cpu/accelbench"
+    r, r16 = t.cases  # by batch
+    assert (r.batch, r16.batch) == (1, 16) and t.engines == ["accelbench", "onnxruntime"]
+    assert r.fastest_cpu == "onnxruntime"
+    assert {e: s.speedup for e, s in r.over_fastest_cpu.items()} == pytest.approx({"accelbench": 2.0, "onnxruntime": 4.0})
+    assert {e: s.speedup for e, s in r.per_engine.items()} == pytest.approx({"accelbench": 8.0, "onnxruntime": 4.0})
+    assert r16.over_fastest_cpu == {} and r16.fastest_cpu == "accelbench"
+    assert "not in this run" in r16.why_not.get("accelbench", r16.side("gpu", "accelbench").reason)

@@ -24,6 +24,7 @@ from accelbench.report.html.machines import COLUMNS
 from accelbench.report.html.model import PAGE_ROWS
 from tests.large_runs import large_run
 from tests.test_machines import fast_copy, slower_copy
+from tests.test_report_engines import real_onnx_run, synthetic_gpu_run
 from tests.test_report_html import HOSTILE_LABEL, HOSTILE_SUITE, kernels_run, models_run
 from tests.test_report_html_machines import HOSTILE_GPU
 
@@ -344,3 +345,23 @@ def test_large_table_pages_sort_and_filter_across_all_rows(browser: Any, tmp_pat
     assert table_rows(p, t.id) == PAGE_ROWS and status() == f"rows 1–{PAGE_ROWS} of {n} · page 1 of {pages}"
     assert not [c for c in o.console if c[0] in ("error", "pageerror", "warning")], o.console
     p.close()
+
+@pytest.mark.slow
+def test_onnx_engines_section_draws(browser: Any, tmp_path: Path):
+    """The engines side by side of a real onnx CPU run plus its synthetic GPU side (tests/test_report_engines:
+    real CPU samples scaled, recorded as gpu): no console error, the images/s chart drawn, the hostile
+    model name shown as text."""
+    cpu, _ = real_onnx_run(tmp_path / "cpu")
+    out = rh.write_report([synthetic_gpu_run(tmp_path / "gpu", cpu)], tmp_path / "onnx.html")
+    o = open_report(browser, out)
+    marks = assert_clean_and_drawn(o, out)
+    p = o.page
+    assert marks["chart-engines-headline"] == 6  # 3 GPU cases: over the fastest CPU and over their own
+    (cid,) = [k for k in marks if k.startswith("chart-engines") and k != "chart-engines-headline"]
+    assert p.locator(f"#{cid} .scatterlayer path.js-line").count() == 3  # accelbench CPU/GPU, onnxruntime CPU
+    (tid,) = p.evaluate("Array.from(document.querySelectorAll('#engines table')).map(t => t.id)")
+    assert table_rows(p, tid) == 2  # batch 1 and 2
+    assert p.evaluate("typeof window.__pwned") == "undefined" and p.evaluate(
+        "document.querySelectorAll('#engines img').length") == 0
+    assert "tiny<img src=x" in p.inner_text("#engines")
+    o.page.close()

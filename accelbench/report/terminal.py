@@ -15,6 +15,7 @@ from ..compare import Speedup
 from ..measure.stats import MIN_CI_SAMPLES
 from ..results import CaseRecord, TimingSummary
 from ..textsafe import plain, term
+from . import engines as engines_text
 from .format import DASH, fmt_pct, fmt_rate, fmt_time, fmt_x, machine_facts, param_text
 from .view import RunView
 
@@ -58,8 +59,12 @@ def render(rv: RunView, console: Console | None = None, title: str = "") -> None
     by_wl: dict[str, list[CaseRecord]] = defaultdict(list)
     for c in rv.cases:
         by_wl[c.workload].append(c)
+    heads = rv.headline_by_key
     for wl, rows in by_wl.items():
-        console.print(workload_table(f"{title + ': ' if title else ''}{wl}", rows, rv.speedup_by_key))
+        console.print(workload_table(f"{title + ': ' if title else ''}{wl}", rows, rv.speedup_by_key, heads))
+    engines = engines_text.rich_table(rv.engines)
+    if engines is not None:
+        console.print(engines)
     problems(rv.cases, console)
 
 
@@ -73,8 +78,12 @@ def _varying(rows: Sequence[CaseRecord]) -> list[str]:
     return keys or (list(rows[0].params)[:4] if rows else [])
 
 
-def workload_table(title: str, rows: Sequence[CaseRecord], sp: dict[str, Speedup]) -> Table:
+def workload_table(title: str, rows: Sequence[CaseRecord], sp: dict[str, Speedup],
+                   headline: dict[str, tuple[Speedup, str]] | None = None) -> Table:
+    """``headline``: onnx GPU records' speedup over the fastest CPU engine (RunView.headline_by_key), a
+    column beside the per-engine speedup when any row has one."""
     keys = _varying(rows)
+    heads = {k: v for k, v in (headline or {}).items() if k in {c.key.pair_key for c in rows}}
     has_peak = any(_pct(c) is not None for c in rows)
     has_metrics = any(c.metrics for c in rows)
     t = Table(title=term(title), title_justify="left", show_lines=False)
@@ -82,7 +91,7 @@ def workload_table(title: str, rows: Sequence[CaseRecord], sp: dict[str, Speedup
         t.add_column(term(k), overflow="fold")
     t.add_column("backend")
     for col in ("median", "±95% CI", "CV", "throughput", "items/s") + (("% peak",) if has_peak else ()) + (
-            "speedup",):
+            "speedup",) + (("vs fastest CPU",) if heads else ()):
         t.add_column(col, justify="right")
     t.add_column("check")
     if has_metrics:
@@ -94,7 +103,11 @@ def workload_table(title: str, rows: Sequence[CaseRecord], sp: dict[str, Speedup
             pct = _pct(c)
             cells.append(f"{pct:.0f}%" if pct is not None else DASH)
         speed = sp.get(c.key.pair_key) if c.backend == "gpu" else None
-        cells += [fmt_x(speed.speedup) if speed else "", _STATUS.get(c.status, term(c.status))]
+        cells.append(fmt_x(speed.speedup) if speed else "")
+        if heads:
+            h = heads.get(c.key.pair_key) if c.backend == "gpu" else None
+            cells.append(f"{fmt_x(h[0].speedup)} ({term(h[1])})" if h else "")
+        cells.append(_STATUS.get(c.status, term(c.status)))
         if has_metrics:
             cells.append(Text(plain(_metric_cells(c))))
         t.add_row(*cells)

@@ -27,6 +27,7 @@ from ..compare import (
     speedups,
 )
 from ..errors import UsageError
+from ..onnx import engines as onnx_engines
 from ..results import CaseRecord, RunRecord, case_columns
 
 FRAME_COLUMNS = ["run_id", "suite", "case_id", "pair_key", "workload", "label", "head", "name", "backend", "status"]
@@ -42,11 +43,19 @@ class RunView:
     cases: list[CaseRecord]
     speedups: list[Speedup]  # largest first
     frame: pd.DataFrame  # one row per case: results' flat columns, the CaseRecord under "record"
+    # onnx cases' engines side by side, with the headline GPU speedup over the fastest CPU engine
+    # (accelbench.onnx.engines: the one rule); empty for runs without onnx cases
+    engines: list[onnx_engines.EngineTable] = field(default_factory=list)
 
     @property
     def speedup_by_key(self) -> dict[str, Speedup]:
         """Speedups by the cases' pair key (CaseKey.pair_key: the identity without the backend)."""
         return {s.key: s for s in self.speedups}
+
+    @property
+    def headline_by_key(self) -> dict[str, tuple[Speedup, str]]:
+        """onnx GPU records' speedup over the fastest CPU engine (and which engine that was), by pair key."""
+        return onnx_engines.headline_by_key(self.engines)
 
 
 @dataclass
@@ -77,8 +86,10 @@ def frame(run: RunRecord, cases: Sequence[CaseRecord], sp: dict[str, Speedup] | 
 def run_view(loaded: LoadedRun, label: str = "run 1", metric: str = "median", level: float = DEFAULT_LEVEL
              ) -> RunView:
     sp = speedups(loaded, metric=metric, level=level)
+    by_key = {s.key: s for s in sp}
     return RunView(label=label, source=loaded.source, run=loaded.run, cases=list(loaded.cases), speedups=sp,
-                   frame=frame(loaded.run, loaded.cases, {s.key: s for s in sp}))
+                   frame=frame(loaded.run, loaded.cases, by_key),
+                   engines=onnx_engines.side_by_side(loaded.cases, by_key, metric, level))
 
 
 def build(runs: Sequence[LoadedRun], options: CompareOptions | None = None) -> ReportView:

@@ -135,6 +135,7 @@ class Page:
     problems: Block
     charts: list[Chart]
     machines: Block | None = None  # machine vs machine, only when the runs come from several machines
+    engines: list[Block] = field(default_factory=list)  # onnx engines side by side, only with onnx cases
 
     def tables(self) -> list[Table]:
         """Every table on the page: of each field that holds a block or a list of blocks (a section added

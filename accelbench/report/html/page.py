@@ -8,6 +8,7 @@ from ..view import ReportView
 from .comparison import comparison_block
 from .counters import counters_block
 from .distributions import distribution_blocks
+from .engines import engines_blocks
 from .header import run_header
 from .machines import machines_block
 from .model import Block, Chart, Ids, Page
@@ -33,7 +34,7 @@ def build_page(view: ReportView, title: str | None = None) -> Page:
         banners.append(f"No GPU-vs-CPU speedup in this report: {absent}. The CPU measurements are shown; "
                        f"run on a machine with a usable GPU for the comparison.")
     charts: list[Chart] = []
-    speedup, c1 = speedup_blocks(ids, df, cur.speedup_by_key) if len(df) else ([], [])
+    speedup, c1 = speedup_blocks(ids, df, cur.speedup_by_key, cur.headline_by_key) if len(df) else ([], [])
     roof, c2 = roofline_block(ids, df, cur.run.environment or {}) if len(df) else (
         Block("roofline", "Roofline", notes=["No cases."]), [])
     dists, c3 = distribution_blocks(ids, df) if len(df) else ([], [])
@@ -45,12 +46,13 @@ def build_page(view: ReportView, title: str | None = None) -> Page:
     models, c5 = model_blocks(ids, df)
     counters, c6 = counters_block(ids, df) if len(df) else (Block("counters", "Counters"), [])
     machines, c7 = machines_block(ids, view)
+    engines, c8 = engines_blocks(ids, cur)
     probs = problems_block(ids, [(rv.label, rv.frame) for rv in view.runs])
     suites = sorted({rv.suite for rv in runs})
     return Page(
         title=title or f"accelbench report: {', '.join(suites)}",
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         runs=runs, banners=banners, speedup=speedup, roofline=roof, distributions=dists, comparisons=comps,
-        models=models, counters=counters, problems=probs, charts=c1 + c2 + c3 + charts + c5 + c6 + c7,
-        machines=machines,
+        models=models, counters=counters, problems=probs, charts=c1 + c2 + c3 + charts + c5 + c6 + c7 + c8,
+        machines=machines, engines=engines,
     )

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 
 from ...compare import Speedup
 from ...measure.stats import MIN_CI_SAMPLES
+from ...onnx.engines import HEADLINE
 from ...results import CaseRecord
 from ..format import (
     DASH,
@@ -63,7 +64,9 @@ def gpu_absent_reason(df: pd.DataFrame) -> str:
     return "no GPU case ran: " + ("; ".join(msgs[:3]) if msgs else "no GPU case finished")
 
 
-def speedup_blocks(ids: Ids, df: pd.DataFrame, sp: dict[str, Speedup]) -> tuple[list[Block], list[Chart]]:
+def speedup_blocks(ids: Ids, df: pd.DataFrame, sp: dict[str, Speedup],
+                   headline: dict[str, tuple[Speedup, str]] | None = None) -> tuple[list[Block], list[Chart]]:
+    """``headline``: onnx GPU records' speedup over the fastest CPU engine (RunView.headline_by_key)."""
     blocks: list[Block] = []
     charts: list[Chart] = []
     # When no GPU case ran anywhere the page says so once (a banner); each workload then only counts.
@@ -76,6 +79,10 @@ def speedup_blocks(ids: Ids, df: pd.DataFrame, sp: dict[str, Speedup]) -> tuple[
             b.charts.append(ch)
         elif not run_reason:
             b.notes.append("No GPU-vs-CPU speedup: no case of this workload finished on both backends.")
+        if headline and any(str(k) in headline for k in rows["pair_key"]):
+            b.notes.append(f"The speedups plotted are each engine's GPU over its own CPU; the headline, the "
+                           f"{HEADLINE.lower()} measured for the case, is the table's column '{HEADLINE}' and "
+                           f"the Engines side by side section.")
         ch = time_chart(ids, str(wl), ok)
         if ch is not None:
             b.charts.append(ch)
@@ -85,7 +92,7 @@ def speedup_blocks(ids: Ids, df: pd.DataFrame, sp: dict[str, Speedup]) -> tuple[
         b.notes += skipped_notes(rows, run_reason)
         shown = rows[rows["status"] != "skipped"]
         if len(shown):
-            b.table = workload_table(ids, str(wl), shown, sp, with_speedup=bool(sp))
+            b.table = workload_table(ids, str(wl), shown, sp, with_speedup=bool(sp), headline=headline)
         blocks.append(b)
     return blocks, charts
 
@@ -231,15 +238,19 @@ ROW_COLUMNS = ("params", "backend", "status", "message", "pair_key", "record", "
                "cv", "n_samples", "gflops", "gbps", "items_per_s", "item_unit")  # what a table row reads
 
 
-def workload_table(ids: Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Speedup], with_speedup: bool = True
-                   ) -> Table:
+def workload_table(ids: Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Speedup], with_speedup: bool = True,
+                   headline: dict[str, tuple[Speedup, str]] | None = None) -> Table:
     keys = varying_params(rows) or [k for k in (rows["params"].iloc[0] or {})][:4]
     variants = [_variant_text(rec) for rec in rows["record"]]
     # share of the measured ceiling (the runner adds it when the machine was calibrated)
     pct_keys = [k for k in PCT_NAMES if any(k in rec.throughput for rec in rows["record"])]
     cols = keys + ["backend", "status", "median", "95% CI of median", "CV", "samples", "GFLOP/s", "GB/s"] + [
         PCT_NAMES[k] for k in pct_keys] + ["items/s"] + (
-        ["speedup (CPU/GPU)", "speedup 95% CI"] if with_speedup else []) + ["validation (rel. error)"]
+        ["speedup (CPU/GPU)", "speedup 95% CI"] if with_speedup else [])
+    heads = {k: v for k, v in (headline or {}).items() if k in set(rows["pair_key"])}
+    if heads:
+        cols.append(HEADLINE)
+    cols.append("validation (rel. error)")
     if any(variants):
         cols.append("variant")
     numeric = {len(keys) + i for i, c in enumerate(cols[len(keys):]) if c not in TEXT_COLUMNS}
@@ -256,6 +267,11 @@ def workload_table(ids: Ids, wl: str, rows: pd.DataFrame, sp: dict[str, Speedup]
         cells += _timing_cells(r) + _rate_cells(r, pct_keys)
         if with_speedup:
             cells += _speedup_cells(sp.get(str(r["pair_key"])) if r["backend"] == "gpu" else None)
+        if heads:
+            h = heads.get(str(r["pair_key"])) if r["backend"] == "gpu" else None
+            cells.append(_speedup_cells(h[0])[0] if h else Cell(DASH, None))
+            if h:
+                cells[-1].title = f"over CPU {h[1]}, the fastest CPU engine measured for this case"
         cells.append(_validation_cell(r["record"]))
         if with_variant:
             cells.append(Cell(variant, variant, "variant"))
