@@ -120,8 +120,13 @@ def test_isolated_run_survives_segfault_exit_oom_kill_and_a_hang_in_native_code(
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", plugin_path(tmp_path))
     f = tmp_path / "crash.yaml"
-    f.write_text(SUITE + """  - workload: t_crash
-    params: {how: [segv, exit, sigkill, hang]}
+    # a long timeout for every case but the hang (a loaded machine must not turn a slow case into a
+    # "timeout"); the hang's own 3 s is what ends it
+    f.write_text(SUITE.replace("timeout_s: 2", "timeout_s: 120") + """  - workload: t_crash
+    params: {how: [segv, exit, sigkill]}
+  - workload: t_crash
+    params: {how: hang}
+    timing: {timeout_s: 3}
   - workload: t_scale
     params: {n: 2000}
 """)
