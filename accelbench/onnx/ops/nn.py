@@ -347,6 +347,16 @@ def _check_pool(a: dict[str, Any], opset: int) -> str | None:
     return _spatial_check(3)(a, opset)
 
 
+def _pool_tap(acc: Any, nxt: Any, a: int, stride: int, tap: tuple[int, int, int]) -> tuple[Any, Any]:
+    """(the outputs ``lo:hi`` of ``nxt`` along axis ``a``, the strided input slice of ``acc`` they read)."""
+    lo, hi, off = tap
+    dst = [slice(None)] * acc.ndim
+    src = [slice(None)] * acc.ndim
+    dst[a] = slice(lo, hi)
+    src[a] = slice(lo * stride + off, (hi - 1) * stride + off + 1, stride)
+    return nxt[tuple(dst)], acc[tuple(src)]
+
+
 def _pool(c: Call, x: Any, kind: str) -> Any:
     xp = c.xp
     r = x.ndim - 2
@@ -386,28 +396,29 @@ def _pool(c: Call, x: Any, kind: str) -> Any:
             hi = min(outs[i], (length - 1 - off) // strides[i] + 1)
             if lo < hi:
                 reach.append((lo, hi, off))
-        # the first tap that reaches every output position initialises the result by a copy (instead
-        # of a fill and one more reduction pass); without one (padding on both ends), a fill
-        first = next((k for k, (lo, hi, _) in enumerate(reach) if lo == 0 and hi == outs[i]), None)
+        # Taps that reach every output position initialise the result: two of them in one binary op
+        # (one pass instead of a fill and two reductions), else one by a copy; with none (padding on
+        # both ends), a fill.
+        full = [k for k, (lo, hi, _) in enumerate(reach) if lo == 0 and hi == outs[i]][:2]
         nxt = xp.empty(shape, dtype=x.dtype)
-        if first is None:
-            nxt.fill(fill)
-        order = list(range(len(reach))) if first is None else [first] + [k for k in range(len(reach)) if k != first]
         st = strides[i]
-        for k in order:
-            lo, hi, off = reach[k]
-            dst = [slice(None)] * acc.ndim
-            src = [slice(None)] * acc.ndim
-            dst[a] = slice(lo, hi)
-            src[a] = slice(lo * st + off, (hi - 1) * st + off + 1, st)
-            part = acc[tuple(src)]
-            view = nxt[tuple(dst)]
-            if k == first:
-                view[...] = part
-            elif kind == "max":
-                xp.maximum(view, part, out=view)
+
+        if len(full) == 2:
+            (view, p0), (_, p1) = (_pool_tap(acc, nxt, a, st, reach[k]) for k in full)
+            (xp.maximum if kind == "max" else xp.add)(p0, p1, out=view)
+        elif full:
+            view, p0 = _pool_tap(acc, nxt, a, st, reach[full[0]])
+            view[...] = p0
+        else:
+            nxt.fill(fill)
+        for k in range(len(reach)):
+            if k in full:
+                continue
+            view, pk = _pool_tap(acc, nxt, a, st, reach[k])
+            if kind == "max":
+                xp.maximum(view, pk, out=view)
             else:
-                view += part
+                view += pk
         acc = nxt
     if kind == "max":
         return acc
