@@ -279,13 +279,23 @@ def conv2d_forward(x: Array, w: Array, b: Array | None = None, stride: IntPair =
         raise ValueError("conv2d_forward: the workspace was built for another geometry or dtype")
     cols = im2col(x, g.kh, g.kw, (g.sh, g.sw), (g.ph, g.pw), dilation=(g.dh, g.dw),
                   out=workspace.cols if workspace else None, xpad=workspace.xpad if workspace else None)
+    m = cols.shape[1]
+    # One image: the (F, OH*OW) GEMM output is already its NCHW layout, so the GEMM writes ``out`` and
+    # the bias is added in place (no GEMM buffer, no second pass writing another array).
+    direct = g.n == 1 and workspace is None and (out is None or (out.flags.c_contiguous and out.dtype == x.dtype))
+    if direct and out is None:
+        out = xp.empty(g.y_shape, dtype=x.dtype)
+    gbuf = out if direct else (workspace.gemm if workspace else None)
     if groups == 1:
-        gemm = xp.matmul(w.reshape(g.f, g.ckk), cols, out=workspace.gemm if workspace else None)  # (F, N*OH*OW)
+        gemm = xp.matmul(w.reshape(g.f, g.ckk), cols, out=gbuf.reshape(g.f, m) if gbuf is not None else None)
     else:
-        m = cols.shape[1]
-        gout = workspace.gemm.reshape(groups, g.f // groups, m) if workspace else None
+        gout = gbuf.reshape(groups, g.f // groups, m) if gbuf is not None else None
         gemm = xp.matmul(w.reshape(groups, g.f // groups, g.ckk // groups), cols.reshape(groups, g.ckk // groups, m),
                          out=gout).reshape(g.f, m)
+    if direct:
+        if b is not None:
+            out += b.reshape(1, g.f, 1, 1)
+        return out, cols
     if out is None:
         out = xp.empty(g.y_shape, dtype=gemm.dtype)
     y_view = gemm.reshape(g.f, g.n, g.oh, g.ow).transpose(1, 0, 2, 3)

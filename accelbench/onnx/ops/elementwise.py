@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ...ops.activation import relu_
 from . import Call, axis_of, ints, op
 
 
@@ -108,8 +109,7 @@ def _sigmoid(xp: Any, x: Any) -> Any:
     return (0.5 * (xp.tanh(0.5 * x) + 1)).astype(x.dtype, copy=False)
 
 
-_unary("Relu", lambda xp, x, c: xp.maximum(x, 0, out=x) if _into(c, [x]) is not None
-       else xp.maximum(x, 0).astype(x.dtype, copy=False))
+_unary("Relu", lambda xp, x, c: relu_(x if _into(c, [x]) is not None else x.copy()))
 _unary("LeakyRelu", lambda xp, x, c: xp.where(x >= 0, x, x * x.dtype.type(c.get("alpha", 0.01))))
 _unary("Sigmoid", lambda xp, x, c: _sigmoid(xp, x))
 _unary("Tanh", lambda xp, x, c: xp.tanh(x))

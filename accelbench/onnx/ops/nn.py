@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ...ops import conv_shift
+from ...ops.activation import relu_
 from ...ops.conv import (
+    ConvGeometry,
     col2im,
     conv2d_forward,
     conv_geometry,
@@ -84,14 +87,29 @@ def _as_2d(x: Any) -> Any:
     return x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]) if x.ndim == 3 else x
 
 
+def _shape_2d(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape :func:`_as_2d` gives."""
+    s = tuple(int(v) for v in shape)
+    return (s[0], s[1], 1, s[2]) if len(s) == 3 else s
+
+
 def _pad2(lst: list[int] | tuple[int, ...], fill: int) -> tuple[int, int]:
     return (fill, int(lst[0])) if len(lst) == 1 else (int(lst[0]), int(lst[1]))
 
 
-def conv(c: Call, x: Any, w: Any, b: Any, relu: bool = False) -> Any:
-    """ONNX Conv on 1-D or 2-D NC... input (the work of the ``Conv`` handler, also used by the planner's
-    constant folding)."""
-    xp = c.xp
+@dataclass(frozen=True)
+class _ConvSetup:
+    """What one convolution node decides from its shapes and attributes, once per input shape (the
+    Python work of a small convolution is otherwise a visible part of its time at batch 1)."""
+
+    r: int  # spatial rank of the node (1 or 2)
+    g: ConvGeometry  # of the 2-D convolution run (after any explicit padding)
+    pad: tuple[tuple[int, int], ...] | None  # explicit (asymmetric) padding of the 2-D input, or None
+    algo: str  # "depthwise" | "shift" | "pointwise" | "im2col"
+    chunk: int  # images per im2col chunk
+
+
+def _conv_setup(c: Call, x: Any, w: Any) -> _ConvSetup:
     r = x.ndim - 2
     if r not in (1, 2):
         raise ValueError(f"{r}-D convolution is not supported (1-D and 2-D are)")
@@ -99,35 +117,62 @@ def conv(c: Call, x: Any, w: Any, b: Any, relu: bool = False) -> Any:
     strides, dil = _geometry_attrs(c.attrs, r)
     groups = int(c.get("group", 1))
     pb, pe = pads_for(c.attrs, tuple(x.shape[2:]), kernel, strides, dil)
-    x2, w2 = _as_2d(x), _as_2d(w)
+    shape, w2 = _shape_2d(x.shape), _shape_2d(w.shape)
     s2, d2 = _pad2(strides, 1), _pad2(dil, 1)
     b2, e2 = _pad2(pb, 0), _pad2(pe, 0)
+    pad = None
     if b2 != e2:  # asymmetric (SAME_* with an odd total, or explicit): pad explicitly, convolve unpadded
-        x2 = xp.pad(x2, ((0, 0), (0, 0), (b2[0], e2[0]), (b2[1], e2[1])))
+        pad = ((0, 0), (0, 0), (b2[0], e2[0]), (b2[1], e2[1]))
+        shape = (shape[0], shape[1], shape[2] + b2[0] + e2[0], shape[3] + b2[1] + e2[1])
         b2 = (0, 0)
-    n = x2.shape[0]
-    g = conv_geometry(x2.shape, (w2.shape[0], x2.shape[1], *w2.shape[2:]), s2, b2, d2)
-    depthwise = groups > 1 and groups == g.c == g.f
-    y = depthwise_conv2d_forward(x2, w2, b, s2, b2, d2) if depthwise else xp.empty(g.y_shape, dtype=x.dtype)
-    if depthwise:
-        pass
-    elif CPU_SHIFT_CONV and xp is np and groups == 1 and d2 == (1, 1) and conv_shift.supported(g, x.dtype):
+    g = conv_geometry(shape, (w2[0], shape[1], *w2[2:]), s2, b2, d2)
+    if groups > 1 and groups == g.c == g.f:
+        algo = "depthwise"
+    elif CPU_SHIFT_CONV and c.xp is np and groups == 1 and d2 == (1, 1) and conv_shift.supported(g, x.dtype):
+        algo = "shift"
+    elif groups == 1 and (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw) == (1, 1, 1, 1, 0, 0):
+        algo = "pointwise"
+    else:
+        algo = "im2col"
+    per_image = g.ckk * g.oh * g.ow * x.dtype.itemsize
+    chunk = g.n if c.xp is not np else max(1, min(g.n, CPU_COLS_CHUNK_BYTES // max(per_image, 1)))
+    return _ConvSetup(r, g, pad, algo, chunk)
+
+
+def conv(c: Call, x: Any, w: Any, b: Any, relu: bool = False) -> Any:
+    """ONNX Conv on 1-D or 2-D NC... input (the work of the ``Conv`` handler, also used by the planner's
+    constant folding)."""
+    xp = c.xp
+    key = ("conv", tuple(x.shape), tuple(w.shape), x.dtype.str, xp.__name__)
+    st = c.cache.get(key)
+    if st is None:
+        st = c.cache[key] = _conv_setup(c, x, w)
+    g = st.g
+    x2, w2 = _as_2d(x), _as_2d(w)
+    if st.pad is not None:
+        x2 = xp.pad(x2, st.pad)
+    s2, p2, d2 = (g.sh, g.sw), (g.ph, g.pw), (g.dh, g.dw)
+    if st.algo == "depthwise":
+        y = depthwise_conv2d_forward(x2, w2, b, s2, p2, d2)
+    else:
+        y = xp.empty(g.y_shape, dtype=x.dtype)
+    if st.algo == "shift":
         sc = c.cache.get(("shift", g))
-        if sc is None:
-            c.cache.clear()
+        if sc is None:  # its buffers are per geometry: keep only the latest
+            for k in [k for k in c.cache if k[0] == "shift"]:
+                del c.cache[k]
             sc = c.cache[("shift", g)] = conv_shift.ShiftConv(g, x.dtype)
         sc.forward(xp.ascontiguousarray(x2), xp.ascontiguousarray(w2), b, y, relu=relu)
         relu = False
-    elif groups == 1 and (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw) == (1, 1, 1, 1, 0, 0):
+    elif st.algo == "pointwise":
         pointwise_conv_forward(xp.ascontiguousarray(x2), w2, b, out=y)
-    else:
-        per_image = g.ckk * g.oh * g.ow * x.dtype.itemsize
-        nb = n if xp is not np else max(1, min(n, CPU_COLS_CHUNK_BYTES // max(per_image, 1)))
-        for n0 in range(0, n, nb):
-            conv2d_forward(x2[n0:n0 + nb], w2, b, s2, b2, out=y[n0:n0 + nb], dilation=d2, groups=groups)
+    elif st.algo == "im2col":
+        nb = st.chunk
+        for n0 in range(0, g.n, nb):
+            conv2d_forward(x2[n0:n0 + nb], w2, b, s2, p2, out=y[n0:n0 + nb], dilation=d2, groups=int(c.get("group", 1)))
     if relu:
-        xp.maximum(y, 0, out=y)
-    return y.reshape(y.shape[0], y.shape[1], y.shape[3]) if r == 1 else y
+        relu_(y)
+    return y.reshape(y.shape[0], y.shape[1], y.shape[3]) if st.r == 1 else y
 
 
 def _check_conv(a: dict[str, Any], opset: int) -> str | None:
@@ -302,6 +347,16 @@ def _check_pool(a: dict[str, Any], opset: int) -> str | None:
     return _spatial_check(3)(a, opset)
 
 
+def _pool_tap(acc: Any, nxt: Any, a: int, stride: int, tap: tuple[int, int, int]) -> tuple[Any, Any]:
+    """(the outputs ``lo:hi`` of ``nxt`` along axis ``a``, the strided input slice of ``acc`` they read)."""
+    lo, hi, off = tap
+    dst = [slice(None)] * acc.ndim
+    src = [slice(None)] * acc.ndim
+    dst[a] = slice(lo, hi)
+    src[a] = slice(lo * stride + off, (hi - 1) * stride + off + 1, stride)
+    return nxt[tuple(dst)], acc[tuple(src)]
+
+
 def _pool(c: Call, x: Any, kind: str) -> Any:
     xp = c.xp
     r = x.ndim - 2
@@ -334,22 +389,36 @@ def _pool(c: Call, x: Any, kind: str) -> Any:
         length = acc.shape[a]
         shape = list(acc.shape)
         shape[a] = outs[i]
-        nxt = xp.full(shape, fill, dtype=x.dtype)
+        reach = []  # (first output, end output, input offset) of each tap that reaches an output
         for t in range(kernel[i]):
             off = t * dil[i] - pb[i]
             lo = max(0, -(off // strides[i]))  # ceil(-off / stride)
             hi = min(outs[i], (length - 1 - off) // strides[i] + 1)
-            if lo >= hi:
+            if lo < hi:
+                reach.append((lo, hi, off))
+        # Taps that reach every output position initialise the result: two of them in one binary op
+        # (one pass instead of a fill and two reductions), else one by a copy; with none (padding on
+        # both ends), a fill.
+        full = [k for k, (lo, hi, _) in enumerate(reach) if lo == 0 and hi == outs[i]][:2]
+        nxt = xp.empty(shape, dtype=x.dtype)
+        st = strides[i]
+
+        if len(full) == 2:
+            (view, p0), (_, p1) = (_pool_tap(acc, nxt, a, st, reach[k]) for k in full)
+            (xp.maximum if kind == "max" else xp.add)(p0, p1, out=view)
+        elif full:
+            view, p0 = _pool_tap(acc, nxt, a, st, reach[full[0]])
+            view[...] = p0
+        else:
+            nxt.fill(fill)
+        for k in range(len(reach)):
+            if k in full:
                 continue
-            dst = [slice(None)] * acc.ndim
-            src = [slice(None)] * acc.ndim
-            dst[a] = slice(lo, hi)
-            src[a] = slice(lo * strides[i] + off, (hi - 1) * strides[i] + off + 1, strides[i])
-            view = nxt[tuple(dst)]
+            view, pk = _pool_tap(acc, nxt, a, st, reach[k])
             if kind == "max":
-                xp.maximum(view, acc[tuple(src)], out=view)
+                xp.maximum(view, pk, out=view)
             else:
-                view += acc[tuple(src)]
+                view += pk
         acc = nxt
     if kind == "max":
         return acc
