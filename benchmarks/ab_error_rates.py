@@ -5,9 +5,10 @@ editable accelbench and plugin: A (the plugin as shipped) and B (a copy whose WO
 each ``horner`` case runs 21 Horner steps instead of 20, 42 instead of 40: a real code change doing
 exactly 5% more of the same work). The suite has 24 horner cases (3 sizes x 4 degrees x float32/64)
 and 4 built-in control cases that the change does not touch. ``ab`` times CPU cases in process CPU
-seconds by default here (``--clock cpu``: on this 2-core machine shared by six users at load average
-~10 a benchmark process runs a fraction of the wall time, and 20 ms rounds of wall time are mostly other
-processes' turns); separate runs use ``accelbench run`` as it is (wall clock).
+seconds by default here (``--clock cpu``: on a shared 2-core machine a benchmark process runs a fraction
+of the wall time), pairs them sample by sample (``--pairing samples``) with both workers of a round on
+one CPU (``--affinity same``), 30 rounds of 1/30 of 0.75 s per case and side; separate runs use
+``accelbench run`` as it is (wall clock). Numbers and their history: docs/ci.md.
 
   ab A/A      ``accelbench ab --base A --new A``: every ``slower`` verdict is a false alarm
   ab A/B      ``accelbench ab --base A --new B``: a horner case found ``slower`` is a catch
@@ -17,7 +18,7 @@ processes' turns); separate runs use ``accelbench run`` as it is (wall clock).
 All at a 3% threshold, alpha 0.01, Holm over the suite's cases, default metric (median). Everything is
 kept under --work (the environments are reused), so ``--analyse`` re-reads the runs without measuring.
 
-Run:  PYTHONPATH=. python benchmarks/ab_error_rates.py --sessions 15 --ab-every 4 --json ab.json
+Run:  PYTHONPATH=. python benchmarks/ab_error_rates.py --sessions 14 --ab-every 4 --separate-a 1 --json ab.json
 """
 
 from __future__ import annotations
@@ -183,10 +184,10 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/ab-error-rates"))
     ap.add_argument("--sessions", type=int, default=15)
     ap.add_argument("--ab-every", type=int, default=4, help="every Nth session is an A/B (the rest A/A)")
-    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--separate-a", type=int, default=3, help="separate runs of A after each session")
     ap.add_argument("--separate-b", type=int, default=1, help="separate runs of B after each session (0 or 1)")
-    ap.add_argument("--time", type=float, default=0.24, help="max_time_s per case and side (split over rounds)")
+    ap.add_argument("--time", type=float, default=0.75, help="max_time_s per case and side (split over rounds)")
     ap.add_argument("--clock", default="cpu", choices=("wall", "cpu"), help="ab's --clock")
     ap.add_argument("--pairing", default="samples", choices=("samples", "cases"), help="ab's --pairing")
     ap.add_argument("--affinity", default="same", help="ab's --affinity (none, same, or CPU numbers)")
