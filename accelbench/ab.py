@@ -98,7 +98,6 @@ class AbOptions:
             raise UsageError(f"--order {self.order!r}: choose {' or '.join(ORDERS)}")
         self.compare.check()
 
-
     def cpu_sets(self, rnd: int) -> str | None:
         """The CPUs both workers of round ``rnd`` are pinned to (worker.CPUS_ENV's text), or None."""
         if self.affinity == "none":
@@ -228,8 +227,9 @@ def paired_round(todo: list[str], pools: dict[str, WorkerPool], specs: dict[str,
                  skeletons: dict[str, dict[str, Any]], timeout_s: float, rng: random.Random) -> dict[str, CaseRecord]:
     """One round of one CPU case, paired sample by sample between the two sides' workers (``todo`` in the
     order the round's ABBA or random draw gave): both open the case, then single samples alternate,
-    AB BA AB ..., at the base side's loop count, until the base side's round budget is spent; both close. A side whose case fails validation, or whose worker is lost,
-    gets that record; the other side keeps its validated record."""
+    AB BA AB ..., at the base side's loop count, until the base side's round budget is spent; both close.
+    A side whose case fails validation, or whose worker is lost, gets that record; the other side keeps
+    its validated record."""
     recs: dict[str, CaseRecord] = {}
     opened: dict[str, dict[str, Any]] = {}
     wait = deadline_s(timeout_s)
