@@ -36,6 +36,15 @@ runs together reveal the rest:
    decides alone, and a verdict beyond the threshold says that the drift could not be estimated.
 5. Smoke runs: when either side ran with ``--quick`` no verdict is confident; slower, faster and
    unchanged all become ``inconclusive`` (a quick run's few short samples make the gate cry wolf).
+6. Contention. Rules 1-3 model one shift for the whole run; a burst of other processes' work (or of a
+   hypervisor's steal) slows a stretch of consecutive cases, usually cases of one workload, which then
+   look changed against every other workload. Each record says what share of the machine other
+   processes took while it was measured (accelbench.measure.contention). A case called slower (faster)
+   while others took at least CONTENTION_SHARE more of the machine during the slower (faster) side's
+   measurement than during the other's is ``inconclusive``: the evidence cannot tell contention from a
+   change. A quarter of the machine: half a core of two, where a single-threaded case starts to compete
+   for a core; 16 of 64, where one stray process is not enough. Records without the measurement (older
+   runs, imports) are judged without this rule.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ import numpy as np
 from scipy import special as _special
 
 MIN_CASES = 4
+CONTENTION_SHARE = 0.25  # rule 6: share of the machine others took more on the slower side
 MAD_TO_SD = 1.4826
 MEDIAN_SE = 1.2533
 
@@ -75,6 +85,7 @@ class Adjusted:
     material: bool  # the run moved by >= half the threshold around this case
     controlled: bool  # D came from other workloads (False: no unrelated workload to compare with)
     threshold: float
+    others: tuple[float | None, float | None] = (None, None)  # share of the machine others took: base, new
 
 
 @dataclass
@@ -92,7 +103,11 @@ class Assessment:
                 "median_ratio": self.shift, "notes": list(self.notes)}
 
     def final(self, i: int, verdict: str, reason: str, raw_ratio: float) -> tuple[str, str]:
-        """The verdict of case ``i`` (decided on the corrected ratio) after rules 3 and 4."""
+        """The verdict of case ``i`` (decided on the corrected ratio) after rules 3, 4 and 6."""
+        verdict, reason = self._final(i, verdict, reason, raw_ratio)
+        return contended(verdict, reason, *self.cases[i].others)
+
+    def _final(self, i: int, verdict: str, reason: str, raw_ratio: float) -> tuple[str, str]:
         a = self.cases[i]
         up = math.log1p(a.threshold)
         raw = math.log(raw_ratio) if raw_ratio > 0 and math.isfinite(raw_ratio) else 0.0
@@ -120,6 +135,21 @@ class Assessment:
         return verdict, reason
 
 
+def contended(verdict: str, reason: str, base: float | None, new: float | None) -> tuple[str, str]:
+    """Rule 6 for one case: ``base`` and ``new`` are the shares of the machine (0..1) other processes
+    took while each side measured it (None: not measured)."""
+    if verdict not in ("slower", "faster") or base is None or new is None:
+        return verdict, reason
+    more = new - base if verdict == "slower" else base - new
+    if more < CONTENTION_SHARE:
+        return verdict, reason
+    side = "new" if verdict == "slower" else "base"
+    return "inconclusive", (f"{verdict} ({reason}), but other processes took {max(base, new) * 100:.0f}% of the "
+                            f"machine while {side} measured it ({min(base, new) * 100:.0f}% in the other run): "
+                            "contention or a change, separate runs cannot tell (rerun on a quiet machine, or "
+                            "use accelbench ab)")
+
+
 def _z(level: float) -> float:
     """The two-sided normal quantile of ``level`` (scipy.stats.norm.isf((1 - level) / 2) is -ndtri of it;
     scipy.special directly: the distribution wrapper cost ~0.1 ms a call, once per case)."""
@@ -137,10 +167,12 @@ def _mad_sd(x: np.ndarray) -> float:
 
 
 def assess(workloads: Sequence[str], intervals: Sequence[Interval], thresholds: Sequence[float],
-           level: float = 0.95) -> Assessment:
-    """Rules 1-2 of the module docstring for the matched cases of two separate runs (rules 3-4 are
-    :meth:`Assessment.final`)."""
+           level: float = 0.95, others: Sequence[tuple[float | None, float | None]] | None = None) -> Assessment:
+    """Rules 1-2 of the module docstring for the matched cases of two separate runs (rules 3, 4 and 6
+    are :meth:`Assessment.final`; ``others``: per case, the shares of the machine other processes took
+    while base and new measured it)."""
     n_all = len(intervals)
+    shares = list(others) if others is not None else [(None, None)] * n_all
     z = _z(level)
     logs = np.array([math.log(iv.ratio) if iv.ratio > 0 and math.isfinite(iv.ratio) else math.nan
                      for iv in intervals])
@@ -158,11 +190,11 @@ def assess(workloads: Sequence[str], intervals: Sequence[Interval], thresholds: 
     # case (per case it cost O(cases^2): minutes for a 100k-case gate)
     per_workload: dict[int, tuple[bool, float, float, float | None]] = {}
     for g in range(len(codes)):
-        others = ok & (wl != g)
-        controlled = estimable and int(others.sum()) >= 2
+        rest = ok & (wl != g)
+        controlled = estimable and int(rest.sum()) >= 2
         if controlled:
-            d = float(np.median(logs[others]))
-            se_d = MEDIAN_SE * _mad_sd(logs[others]) / math.sqrt(int(others.sum()))
+            d = float(np.median(logs[rest]))
+            se_d = MEDIAN_SE * _mad_sd(logs[rest]) / math.sqrt(int(rest.sum()))
             per_workload[g] = (True, d, se_d, None)
         else:
             mine = ok & (wl == g)
@@ -174,8 +206,9 @@ def assess(workloads: Sequence[str], intervals: Sequence[Interval], thresholds: 
         controlled, d, se_d, own_i = per_workload[int(wl[i])]
         if own_i is not None:
             own[i] = own_i
+        oth = shares[i]
         if not ok[i]:
-            out.append(Adjusted(iv.ratio, iv.ci_low, iv.ci_high, 1.0, 1.0, 1.0, False, controlled, t))
+            out.append(Adjusted(iv.ratio, iv.ci_low, iv.ci_high, 1.0, 1.0, 1.0, False, controlled, t, oth))
             continue
         sd = math.sqrt(float(ses[i]) ** 2 + tau ** 2 + se_d ** 2)
         l_c = float(logs[i]) - d
@@ -186,7 +219,7 @@ def assess(workloads: Sequence[str], intervals: Sequence[Interval], thresholds: 
             ps, pf = (0.0, 1.0) if l_c > 0 else ((1.0, 0.0) if l_c < 0 else (1.0, 1.0))
         material = abs(d if controlled else own.get(i, 0.0)) >= math.log1p(t) / 2
         out.append(Adjusted(math.exp(l_c), math.exp(float(logs[i]) - z * sd), math.exp(float(logs[i]) + z * sd),
-                            ps, pf, math.exp(d), material, controlled, t))
+                            ps, pf, math.exp(d), material, controlled, t, oth))
     shift = math.exp(float(np.median(logs[ok]))) if m else math.nan
     a = Assessment(cases=out, n=m, estimable=estimable, tau=tau, shift=shift, own_shift=own)
     if not estimable:

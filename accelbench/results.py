@@ -122,8 +122,8 @@ class CaseRecord(_Rec):
     thresholds: dict[str, float] = Field(default_factory=dict)  # per-workload gate thresholds from the suite
     started_at: str = ""
     duration_s: float = 0.0
-    # measured outside this process: the CPU other processes took while it ran (accelbench.worker.contention;
-    # A/B rounds keep a list per round) and which worker measured it (a fleet's worker name, host, fingerprint)
+    # the CPU other processes took while it ran (accelbench.measure.contention; A/B rounds keep a list per
+    # round) and which worker measured it (a fleet's worker name, host, fingerprint)
     contention: dict[str, Any] | None = None
     worker: dict[str, Any] | None = None
 
@@ -183,6 +183,7 @@ class CaseCore:
     definition_hash: str = ""
     timing: TimingCore | None = None
     thresholds: dict[str, float] = dataclass_field(default_factory=dict)
+    contention: dict[str, Any] | None = None  # the separate-run drift assessment weighs it
 
     @property
     def key(self) -> CaseKey:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
@@ -23,6 +24,7 @@ from . import __version__, backends
 from . import environment as environment_mod
 from .backends import Backend
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, BackendUnavailable, UsageError, WriteError
+from .measure.contention import contention, cpu_snapshot
 from .measure.counters import CounterSampler
 from .measure.timing import CpuTimer, TimingPolicy
 from .results import CaseRecord, RunRecord, RunWriter, Timing, TimingSummary, new_run_id, now_iso
@@ -393,7 +395,10 @@ def run_suite(suite: Suite, opts: RunOptions, on_start: Hook | None = None, on_e
                 if executor is not None and bes[b].available:
                     rec = executor.measure(case, b, run.run_id)
                 else:
+                    before = cpu_snapshot()
                     rec = run_case(case, b, bes[b], run.run_id, quick=opts.quick, sampler=sampler)
+                    if rec.status != "skipped":  # what others took meanwhile: compare weighs it (drift)
+                        rec.contention = contention(before, cpu_snapshot(), os.cpu_count())
                 add_peaks(rec, run.environment)
                 with sig.shield():
                     writer.append(rec)

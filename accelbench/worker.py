@@ -59,13 +59,13 @@ import json
 import os
 import platform
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import AccelbenchError
+from .measure.contention import contention, cpu_snapshot
 
 if TYPE_CHECKING:
     from .measure.timing import CpuTimer
@@ -123,37 +123,6 @@ def _suite_of(payload: Any) -> Any:
     if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in ("file", "text", "dir")):
         raise WorkerError("the message's suite is not {file, text, dir}")
     return _parse(payload["text"], payload["file"], payload["dir"])
-
-
-# ---------------------------------------------------------------- CPU contention
-
-
-def cpu_snapshot() -> tuple[float, float, float]:
-    """(monotonic time, CPU seconds every process on the machine used, CPU seconds this process used).
-
-    Machine-wide busy time is every field of /proc/stat except idle and iowait (guest time is already
-    inside user); steal counts: it is time a hypervisor gave another guest."""
-    import psutil
-
-    t = psutil.cpu_times()
-    idle = getattr(t, "idle", 0.0) + getattr(t, "iowait", 0.0)
-    total = sum(getattr(t, f) for f in t._fields if f not in ("guest", "guest_nice"))
-    own = os.times()  # this process's user + system seconds, without building a psutil.Process per call
-    return time.monotonic(), total - idle, own.user + own.system
-
-
-def contention(before: tuple[float, float, float], after: tuple[float, float, float],
-               cores: int | None = None) -> dict[str, float]:
-    """How much CPU other processes took between two snapshots: other_cpu_s = machine busy - ours, and
-    other_cores = other_cpu_s / wall_s (on average how many cores others kept busy; 0 on an idle machine,
-    up to ``cores``). Pure: tests feed it numbers."""
-    wall = max(after[0] - before[0], 1e-9)
-    own = max(after[2] - before[2], 0.0)
-    other = max((after[1] - before[1]) - own, 0.0)
-    out = {"wall_s": wall, "cpu_s": own, "other_cpu_s": other, "other_cores": other / wall}
-    if cores:
-        out["cores"] = float(cores)
-    return out
 
 
 # ---------------------------------------------------------------- one spec

@@ -124,6 +124,8 @@ def tally(pairs: list[tuple[str, str, str]], threshold: float, metric: str = "me
     out: dict[str, Any] = {"A/A": {"n": 0, "slower": 0, "faster": 0, "inconclusive": 0},
                            "A/B": {"n": 0, "caught": 0, "inconclusive": 0, "control_alarms": 0, "controls": 0}}
     out["A/A"]["within_run_alarms"] = 0
+    # slower verdicts that drift rule 6 turned inconclusive (measured while others took the machine)
+    out["A/A"]["held_for_contention"] = out["A/B"]["held_for_contention"] = 0
     for kind, bdir, ndir in pairs:
         cmp = compare_runs(load_side(bdir), load_side(ndir), CompareOptions(threshold=threshold, metric=metric))
         if kind == "A/A":  # what the gate said before the drift assessment: within-run evidence alone
@@ -131,6 +133,7 @@ def tally(pairs: list[tuple[str, str, str]], threshold: float, metric: str = "me
             for c, p in zip(tested, holm([c.p_slower or 1.0 for c in tested]), strict=True):
                 out["A/A"]["within_run_alarms"] += bool(c.ratio > 1 + threshold and p < 0.01)  # type: ignore[operator]
         for c in cmp.cases:
+            out[kind]["held_for_contention"] += c.verdict == "inconclusive" and "other processes took" in c.reason
             if kind == "A/A" or c.workload != "horner":
                 d = out["A/A"] if kind == "A/A" else None
                 if d is not None:

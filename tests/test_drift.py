@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from accelbench.compare import CompareOptions, LoadedRun, compare_runs
-from accelbench.drift import Interval, assess, smoke
+from accelbench.drift import Interval, assess, contended, smoke
 from accelbench.results import CaseRecord, RunRecord, Timing
 
 
@@ -92,3 +92,40 @@ def test_a_quick_run_never_gives_a_confident_verdict() -> None:
 def test_a_case_that_stood_still_while_the_others_moved_is_not_called_slower() -> None:
     got = verdicts({"a": 1.0, "b": 0.90, "c": 0.90})  # the others got 10% faster; a did not change
     assert "slower" not in got["a"] and got["a"] == {"inconclusive"}
+
+
+def contended_runs(base_share: float, new_share: float) -> tuple[LoadedRun, LoadedRun]:
+    """Workload b 60% slower in the second run, as a burst of other processes' work would make it, with
+    the shares of the machine others took recorded on b's cases (a and c measured on a quiet machine)."""
+    base, new = runs({"a": 1.0, "b": 1.6, "c": 1.0}, 3)
+    for side, share in ((base, base_share), (new, new_share)):
+        for c in side.cases:
+            s = share if c.workload == "b" else 0.02
+            c.contention = {"wall_s": 1.0, "cpu_s": 1.0, "other_cpu_s": 2 * s, "other_cores": 2 * s, "cores": 2.0}
+    return base, new
+
+
+def test_a_slowdown_measured_while_others_took_the_machine_is_not_called_a_regression() -> None:
+    cmp = compare_runs(*contended_runs(0.03, 0.55), CompareOptions(threshold=0.03))
+    b = [c for c in cmp.cases if c.workload == "b"]
+    assert {c.verdict for c in b} == {"inconclusive"}
+    assert all("other processes took 55% of the machine while new measured it (3% in the other run)" in c.reason
+               for c in b)
+    assert all(c.new_others == 0.55 and c.base_others == 0.03 for c in b)
+    assert not cmp.regressions
+
+
+def test_the_same_contention_on_both_sides_leaves_the_verdict() -> None:
+    # under the same load in both runs, the contention explains nothing: b is slower
+    cmp = compare_runs(*contended_runs(0.45, 0.55), CompareOptions(threshold=0.03))
+    assert {c.verdict for c in cmp.cases if c.workload == "b"} == {"slower"}
+
+
+def test_contention_rule_takes_the_direction_of_the_verdict() -> None:
+    assert contended("slower", "r", 0.0, 0.3)[0] == "inconclusive"
+    assert contended("slower", "r", 0.3, 0.0) == ("slower", "r")  # base busier: new was slower anyway
+    assert contended("faster", "r", 0.3, 0.0)[0] == "inconclusive"
+    assert contended("faster", "r", 0.0, 0.3) == ("faster", "r")
+    assert contended("slower", "r", None, 0.9) == ("slower", "r")  # not measured: no rule
+    assert contended("unchanged", "r", 0.0, 0.9) == ("unchanged", "r")
+    assert contended("slower", "r", 0.0, 0.24) == ("slower", "r")

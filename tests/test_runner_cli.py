@@ -43,6 +43,16 @@ def test_run_ok_writes_results_and_exit_0(tmp_path: Path):
     assert "suite_yaml" in run["options"] and run["suite_sha256"]
 
 
+def test_each_case_records_the_share_of_the_machine_others_took(tmp_path: Path):
+    # compare weighs it between separate runs (accelbench.drift, rule 6): it must be in every measured record
+    s = suite_file(tmp_path, "  - workload: t_scale\n    params: {n: [100, 1000]}\n")
+    assert invoke("run", s, "--out", tmp_path / "res").exit_code == 0
+    _, cases = results.read_run(tmp_path / "res", results.CaseCore)
+    for c in cases:
+        assert c.contention is not None and c.contention["cores"] == os.cpu_count()
+        assert 0 <= c.contention["other_cores"] <= os.cpu_count() and c.contention["wall_s"] > 0
+
+
 def test_failed_validation_and_errors_are_recorded_and_run_goes_on(tmp_path: Path):
     s = suite_file(tmp_path, "  - workload: t_wrong\n  - workload: t_raise\n  - workload: t_oom\n"
                              "  - workload: t_scale\n")

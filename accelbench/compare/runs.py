@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import drift as drift_mod
 from ..errors import ResultsError, UsageError
+from ..measure.contention import others_share
 from ..report.format import fmt_change, fmt_time
 from ..results import CaseCore, CaseRecord, RunRecord, gc_paused, read_run, unfinished_note
 from .match import EnvDiff, case_threshold, machine_diff
@@ -60,6 +61,10 @@ class CaseComparison:
     floor_s: float = 0.0
     definition_changed: bool = False
     notes: list[str] = field(default_factory=list)
+    # the share of the machine (0..1) other processes took while each side measured the case (None: not
+    # recorded); separate runs weigh it (accelbench.drift, rule 6)
+    base_others: float | None = None
+    new_others: float | None = None
 
     @property
     def regressed(self) -> bool:
@@ -259,6 +264,7 @@ def _compare_runs(base: AnyRun, new: AnyRun, opts: CompareOptions | None, stats:
             else:
                 cc.definition_changed = True
                 cc.notes.append("definition changed (workload definition or timing options): not gated")
+        cc.base_others, cc.new_others = others_share(b.contention), others_share(n.contention)
         valid.append((cc, b, n))
     sides = (sides_of([b for _, b, _ in valid], opts.metric), sides_of([n for _, _, n in valid], opts.metric))
     timed: list[tuple[CaseComparison, Side, Side]] = []
@@ -283,7 +289,8 @@ def _compare_runs(base: AnyRun, new: AnyRun, opts: CompareOptions | None, stats:
     # measure the between-run scatter)
     drift = None if paired or stats is not None else drift_mod.assess([t[0].workload for t in tests], [
         drift_mod.Interval(t[3].ratio, t[3].ci_low, t[3].ci_high) for t in tests],
-        [t[0].threshold or opts.threshold for t in tests], opts.level)
+        [t[0].threshold or opts.threshold for t in tests], opts.level,
+        [(t[0].base_others, t[0].new_others) for t in tests])
     if drift is not None:
         for (cc, *_), a in zip(tests, drift.cases, strict=True):
             cc.ci_low, cc.ci_high = a.ci_low, a.ci_high
