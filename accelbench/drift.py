@@ -199,27 +199,31 @@ def assess(workloads: Sequence[str], intervals: Sequence[Interval], thresholds: 
         else:
             mine = ok & (wl == g)
             per_workload[g] = (False, 0.0, 0.0, float(np.median(logs[mine])) if mine.any() else 0.0)
+    # every case at once (numpy), then one Adjusted per case
+    groups = [per_workload[g] for g in range(len(codes))]
+    g_ctrl = np.array([x[0] for x in groups], dtype=bool)[wl] if n_all else np.zeros(0, dtype=bool)
+    g_d = np.array([x[1] for x in groups])[wl] if n_all else np.zeros(0)
+    g_se = np.array([x[2] for x in groups])[wl] if n_all else np.zeros(0)
+    g_own = np.array([0.0 if x[3] is None else x[3] for x in groups])[wl] if n_all else np.zeros(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.sqrt(ses ** 2 + tau ** 2 + g_se ** 2)
+        l_c = logs - g_d
+        zs = np.where(sd > 0, l_c / np.where(sd > 0, sd, 1.0), 0.0)
+    ps = np.where(sd > 0, _special.ndtr(-zs), np.where(l_c > 0, 0.0, 1.0))  # norm.sf
+    pf = np.where(sd > 0, _special.ndtr(zs), np.where(l_c < 0, 0.0, 1.0))  # norm.cdf
+    t_arr = np.asarray(thresholds, dtype=np.float64)
+    material = np.abs(np.where(g_ctrl, g_d, g_own)) >= np.log1p(t_arr) / 2
     out: list[Adjusted] = []
-    own: dict[int, float] = {}
-    for i in range(n_all):
-        iv, t = intervals[i], thresholds[i]
-        controlled, d, se_d, own_i = per_workload[int(wl[i])]
-        if own_i is not None:
-            own[i] = own_i
-        oth = shares[i]
-        if not ok[i]:
+    rows = zip(intervals, thresholds, shares, ok.tolist(), g_ctrl.tolist(), g_d.tolist(), logs.tolist(),
+               sd.tolist(), l_c.tolist(), ps.tolist(), pf.tolist(), material.tolist(), strict=True)
+    for iv, t, oth, good, controlled, d, lg, sdi, lci, p_s, p_f, mat in rows:
+        if not good:
             out.append(Adjusted(iv.ratio, iv.ci_low, iv.ci_high, 1.0, 1.0, 1.0, False, controlled, t, oth))
             continue
-        sd = math.sqrt(float(ses[i]) ** 2 + tau ** 2 + se_d ** 2)
-        l_c = float(logs[i]) - d
-        if sd > 0:
-            zs = l_c / sd
-            ps, pf = float(_special.ndtr(-zs)), float(_special.ndtr(zs))  # norm.sf, norm.cdf
-        else:
-            ps, pf = (0.0, 1.0) if l_c > 0 else ((1.0, 0.0) if l_c < 0 else (1.0, 1.0))
-        material = abs(d if controlled else own.get(i, 0.0)) >= math.log1p(t) / 2
-        out.append(Adjusted(math.exp(l_c), math.exp(float(logs[i]) - z * sd), math.exp(float(logs[i]) + z * sd),
-                            ps, pf, math.exp(d), material, controlled, t, oth))
+        out.append(Adjusted(math.exp(lci), math.exp(lg - z * sdi), math.exp(lg + z * sdi), p_s, p_f, math.exp(d),
+                            mat, controlled, t, oth))
+    free = np.flatnonzero(~g_ctrl)
+    own = dict(zip(free.tolist(), g_own[free].tolist(), strict=True))
     shift = math.exp(float(np.median(logs[ok]))) if m else math.nan
     a = Assessment(cases=out, n=m, estimable=estimable, tau=tau, shift=shift, own_shift=own)
     if not estimable:

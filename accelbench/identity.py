@@ -35,6 +35,12 @@ def canonical_params(params: Mapping[str, Any]) -> str:
     return _CANONICAL.encode(dict(params))
 
 
+def case_id(suite: str, workload: str, label: str | None, params: Mapping[str, Any], backend: str) -> str:
+    """``CaseKey.of(...).id`` without building the key: the text a 100k-case compare matches on."""
+    head = f"{workload}[{label}]" if label else workload
+    return f"{suite}/{head}/{canonical_params(params)}@{backend}"
+
+
 @dataclass(frozen=True)
 class CaseKey:
     suite: str

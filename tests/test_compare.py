@@ -409,3 +409,14 @@ def test_block_medians_equal_numpys_exactly():
         k = min(10, n // 3)
         assert block_values(x, "median") == {i: float(np.median(b)) for i, b in enumerate(np.array_split(x, k))}
         assert side_of(case("a", x), "median").value == float(np.median(x))
+
+
+def test_the_match_text_is_the_keys_id_for_labels_nested_and_unicode_params() -> None:
+    from accelbench.identity import case_id
+
+    for suite, wl, label, params, be in (("s", "gemm", None, {"n": 1, "dtype": "float32"}, "cpu"),
+                                         ("s", "conv", "big", {"shape": [1, 3, 224, 224], "x": {"b": 1, "a": 2}}, "gpu"),
+                                         ("ü", "w", "", {"name": "π ✓", "f": 0.1}, "cpu")):
+        key = CaseKey.of(suite, wl, label, params, be)
+        assert case_id(suite, wl, label, params, be) == key.id == key.match_key(())
+        assert CaseKey.parse(key.id) == key

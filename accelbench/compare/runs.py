@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import drift as drift_mod
 from ..errors import ResultsError, UsageError
+from ..identity import case_id
 from ..measure.contention import others_share
 from ..report.format import fmt_change, fmt_time
 from ..results import CaseCore, CaseRecord, RunRecord, gc_paused, read_run, unfinished_note
@@ -29,6 +30,7 @@ from .stats import (
     cases_stats,
     decide,
     holm,
+    sides_and_problems,
     sides_of,
     timing_problems,
 )
@@ -214,7 +216,7 @@ def _compare_runs(base: AnyRun, new: AnyRun, opts: CompareOptions | None, stats:
     def index(cases: Sequence[AnyCase], which: str) -> dict[str, AnyCase]:
         out: dict[str, AnyCase] = {}
         for c in cases:
-            k = c.key.match_key(ign)
+            k = c.key.match_key(ign) if ign else case_id(c.suite, c.workload, c.label, c.params, c.backend)
             if k in out:  # (a repeated case id is refused on reading, with both line numbers)
                 raise ResultsError(f"{which}: cases {out[k].case_id} and {c.case_id} share the identity {k}"
                                    + (" once the ignored parameters are dropped" if ign else ""))
@@ -248,9 +250,10 @@ def _compare_runs(base: AnyRun, new: AnyRun, opts: CompareOptions | None, stats:
             continue
         both_ok.append((cc, b, n))
     # the samples of all cases at once (numpy over every case of one sample count: see stats.cases_stats)
-    problems = (timing_problems([b.timing for _, b, _ in both_ok]), timing_problems([n.timing for _, _, n in both_ok]))
-    valid: list[tuple[CaseComparison, AnyCase, AnyCase]] = []
-    for (cc, b, n), *why in zip(both_ok, *problems, strict=True):
+    (b_sides, b_why), (n_sides, n_why) = (sides_and_problems([b for _, b, _ in both_ok], opts.metric),
+                                          sides_and_problems([n for _, _, n in both_ok], opts.metric))
+    valid: list[tuple[CaseComparison, Side | None, Side | None]] = []
+    for (cc, b, n), sb, sn, *why in zip(both_ok, b_sides, n_sides, b_why, n_why, strict=True):
         invalid = [(w, y) for w, y in zip(("base", "new"), why, strict=True) if y]
         if invalid:
             cc.verdict = "failed"
@@ -265,10 +268,9 @@ def _compare_runs(base: AnyRun, new: AnyRun, opts: CompareOptions | None, stats:
                 cc.definition_changed = True
                 cc.notes.append("definition changed (workload definition or timing options): not gated")
         cc.base_others, cc.new_others = others_share(b.contention), others_share(n.contention)
-        valid.append((cc, b, n))
-    sides = (sides_of([b for _, b, _ in valid], opts.metric), sides_of([n for _, _, n in valid], opts.metric))
+        valid.append((cc, sb, sn))
     timed: list[tuple[CaseComparison, Side, Side]] = []
-    for (cc, _, _), sb, sn in zip(valid, *sides, strict=True):
+    for cc, sb, sn in valid:
         if sb is None or sn is None or not (sb.value > 0 and sn.value > 0):
             cc.verdict, cc.reason = "inconclusive", "no timing in " + ("base" if sb is None else "new")
             continue

@@ -513,15 +513,39 @@ def side_of(rec: CaseRecord | CaseCore, metric: str) -> Side | None:
 def sides_of(recs: Sequence[CaseRecord | CaseCore], metric: str) -> list[Side | None]:
     """:func:`side_of` of many records: the non-finite samples dropped, the metric of all samples; every
     record of one sample count in one numpy call."""
-    out: list[Side | None] = [None] * len(recs)
-    for n, idx in _by_length([r.timing for r in recs]).items():
-        ts = [t for t in (recs[i].timing for i in idx) if t is not None]
+    return _table([r.timing for r in recs], metric)[0]
+
+
+def timing_problems(timings: Sequence[Timing | TimingCore | None]) -> list[str | None]:
+    """:func:`timing_problem` of many timings; the (usual) ones whose samples are all finite and positive
+    are recognised together, every timing of one sample count in one numpy call."""
+    return _table(timings, None)[1]
+
+
+def sides_and_problems(recs: Sequence[CaseRecord | CaseCore], metric: str) -> tuple[list[Side | None], list[str | None]]:
+    """:func:`sides_of` and :func:`timing_problems` of the same records, their samples made arrays once."""
+    return _table([r.timing for r in recs], metric)
+
+
+def _table(timings: Sequence[Timing | TimingCore | None], metric: str | None
+           ) -> tuple[list[Side | None], list[str | None]]:
+    sides: list[Side | None] = [None] * len(timings)
+    problems: list[str | None] = [None] * len(timings)
+    for n, idx in _by_length(timings).items():
+        ts = [t for t in (timings[i] for i in idx) if t is not None]
         x = np.array([t.samples_s for t in ts], dtype=np.float64).reshape(len(ts), n)
-        finite = np.asarray(np.isfinite(x).all(axis=1))
+        fin = np.isfinite(x)
+        good = np.asarray((fin & (x > 0)).all(axis=1)).tolist() if n else [False] * len(ts)
+        for i, t, g in zip(idx, ts, good, strict=True):
+            if not g:
+                problems[i] = timing_problem(t)
+        if metric is None:
+            continue
+        finite = np.asarray(fin.all(axis=1))
         values = _metric_rows(x[finite], metric).tolist() if n and finite.any() else []
         k = 0
-        for i, t, row, fin in zip(idx, ts, x, finite.tolist(), strict=True):
-            if fin and n:
+        for i, t, row, f in zip(idx, ts, x, finite.tolist(), strict=True):
+            if f and n:
                 xs, value = row, values[k]
                 k += 1
             else:
@@ -534,25 +558,9 @@ def sides_of(recs: Sequence[CaseRecord | CaseCore], metric: str) -> list[Side | 
             strata = None
             if t.rounds is not None and len(t.rounds) == n and xs.size == len(t.rounds):
                 strata = np.asarray(t.rounds)
-            out[i] = Side(samples=xs, strata=strata, value=value, floor_s=resolution_per_op_s(t), n=int(xs.size),
-                          summary=t.summary)
-    return out
-
-
-def timing_problems(timings: Sequence[Timing | TimingCore | None]) -> list[str | None]:
-    """:func:`timing_problem` of many timings; the (usual) ones whose samples are all finite and positive
-    are recognised together, every timing of one sample count in one numpy call."""
-    out: list[str | None] = [None] * len(timings)
-    for n, idx in _by_length(timings).items():
-        if n:
-            x = np.array([timings[i].samples_s for i in idx], dtype=np.float64).reshape(len(idx), n)  # type: ignore[union-attr]
-            good = np.asarray((np.isfinite(x) & (x > 0)).all(axis=1)).tolist()
-        else:
-            good = [False] * len(idx)
-        for i, g in zip(idx, good, strict=True):
-            if not g:
-                out[i] = timing_problem(timings[i])
-    return out
+            sides[i] = Side(samples=xs, strata=strata, value=value, floor_s=resolution_per_op_s(t), n=int(xs.size),
+                            summary=t.summary)
+    return sides, problems
 
 
 def _by_length(timings: Sequence[Timing | TimingCore | None]) -> dict[int, list[int]]:
