@@ -47,14 +47,14 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .compare import CompareOptions, Comparison, EnvDiff, LoadedRun, compare_runs, machine_diff
+from .compare import CompareOptions, Comparison, EnvDiff, LoadedRun, check_rounds, compare_runs, machine_diff
 from .errors import ResultsError, UsageError
 from .interleave import RoundBudget, merge_rounds
 from .isolate import WorkerError, WorkerLost, WorkerPool, WorkerProcess, clean_env, deadline_s, lost_record
 from .results import CaseRecord, RunRecord, RunWriter, Timing, TimingSummary, new_run_id, now_iso
 from .worker import CPUS_ENV, SuiteRef, case_spec, parse_cpus, suite_payload
 
-DEFAULT_ROUNDS = 10
+DEFAULT_ROUNDS = 30  # the measured configuration (docs/ci.md); compare.check_rounds sets the floor
 ORDERS = ("abba", "random")
 PAIRINGS = ("samples", "cases")
 
@@ -306,6 +306,7 @@ def run_ab(suite_file: str | Path, base_env: str, new_env: str, opts: AbOptions,
     if hw:
         diffs = "; ".join(f"{d.key}: {d.base!r} -> {d.new!r}" for d in hw[:4])
         raise ResultsError(f"{base.where} and {new.where} do not see the same hardware ({diffs})")
+    check_rounds(opts.rounds, len(set(base.cases) | set(new.cases)), opts.compare.alpha)
 
     root = Path(opts.out)
     try:

@@ -654,8 +654,8 @@ def ab_cmd(
                                           show_default=False)],
     new_env: Annotated[str, typer.Option("--new", help="The candidate environment (interpreter or venv folder).",
                                          show_default=False)],
-    rounds: Annotated[int, typer.Option("--rounds", help="Rounds; each starts a fresh worker per side (6 or more "
-                                        "for a finite CI; 10-12 to gate tens of cases at alpha 0.01).")] = 10,
+    rounds: Annotated[int, typer.Option("--rounds", help="Rounds; each starts a fresh worker per side (too few to "
+                                        "reach --alpha over the suite's cases are refused).")] = 30,
     order: Annotated[str, typer.Option("--order", help="abba or random: which side goes first in a pair.")] = "abba",
     clock: Annotated[str, typer.Option("--clock", help="wall, or cpu: time CPU cases in process CPU seconds (immune "
                                        "to other processes preempting the benchmark).")] = "wall",

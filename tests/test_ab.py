@@ -62,7 +62,7 @@ def test_the_example_plugin_runs_through_accelbench_in_its_own_venv(envs: dict[s
 def test_ab_of_identical_envs_passes_and_a_planted_slowdown_fails_the_gate(envs: dict[str, Path]) -> None:
     d = envs["dir"]
     # min: preemption by other processes only ever adds time (this machine may run at load 10 on 2 cores)
-    aa = cli("ab", "suite.yaml", "--base", str(envs["a"]), "--new", str(envs["a"]), "--rounds", "3",
+    aa = cli("ab", "suite.yaml", "--base", str(envs["a"]), "--new", str(envs["a"]), "--rounds", "6",
              "--threshold", "25%", "--alpha", "0.1", "--metric", "min", "--out", "aa", cwd=d)
     assert aa.returncode == 0, aa.stdout + aa.stderr
     assert "REGRESSION" not in aa.stdout and "ab: ok" in aa.stdout
@@ -127,3 +127,18 @@ def test_hardware_must_agree_software_differences_are_listed(tmp_path: Path) -> 
         resolve_python(str(f), "--new")
     assert resolve_python(str(Path(sys.executable).parent.parent), "--base") == str(python_of(
         Path(sys.executable).parent.parent))
+
+
+def test_rounds_too_few_for_any_verdict_are_refused_before_measuring(tmp_path: Path) -> None:
+    from accelbench.compare import rounds_needed
+
+    # 2^-n is the best exact signed-rank p of n rounds; Holm asks the best of m cases for p < alpha / m
+    assert [rounds_needed(m, 0.01) for m in (1, 10, 28, 40, 1000)] == [7, 10, 12, 12, 17]
+    assert rounds_needed(4, 0.1) == 6 and rounds_needed(1, 0.5) == 3  # never below the paired minimum
+    (tmp_path / "suite.yaml").write_text("suite: few\ndefaults: {backends: [cpu]}\nbenchmarks:\n"
+                                         "  - workload: triad\n    params: {n: [4096, 8192]}\n")
+    r = cli("ab", "suite.yaml", "--base", sys.executable, "--new", sys.executable, "--rounds", "7",
+            "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--rounds 7: with 2 case(s) at --alpha 0.01" in r.stderr and "--rounds 8 or more" in r.stderr and "give --rounds" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())  # nothing measured or written

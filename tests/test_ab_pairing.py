@@ -14,6 +14,7 @@ import pytest
 
 from accelbench import suite as suite_mod
 from accelbench.ab import PAIRED_NOTE, AbOptions, paired_round, run_ab
+from accelbench.compare import CompareOptions
 from accelbench.errors import UsageError
 from accelbench.isolate import WorkerPool, WorkerProcess
 from accelbench.results import CaseRecord, read_run
@@ -127,7 +128,8 @@ def test_ab_pairs_cpu_cases_sample_by_sample_on_one_cpu_per_round(tmp_path: Path
     f.write_text("suite: a\ndefaults: {backends: [cpu], timing: {min_time_s: 0.02, max_time_s: 0.06}}\n"
                  "benchmarks:\n  - workload: triad\n    params: {n: 4096}\n")
     py = sys.executable  # A/A with this checkout's accelbench on both sides
-    res = run_ab(f, py, py, AbOptions(rounds=3, clock="cpu", affinity="same", out=tmp_path / "res", seed=3))
+    res = run_ab(f, py, py, AbOptions(rounds=3, clock="cpu", affinity="same", out=tmp_path / "res", seed=3,
+                                      compare=CompareOptions(alpha=0.2)))  # 3 rounds can reach p = 1/8
     (br, bc), (nr, nc) = read_run(res.base_dir), read_run(res.new_dir)
     for run in (br, nr):
         assert run.options["ab"]["pairing"] == "samples" and run.options["ab"]["affinity"] == "same"

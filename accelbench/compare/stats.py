@@ -48,6 +48,22 @@ MIN_ROUNDS = 3  # interleave rounds needed for the paired analysis
 # ---------------------------------------------------------------- pure statistics
 
 
+def rounds_needed(cases: int, alpha: float) -> int:
+    """The fewest paired rounds with which any of ``cases`` cases can be called slower (or faster) at
+    ``alpha``: the exact one-sided signed-rank p-value of n rounds that all agree is 2^-n, and Holm asks
+    the most significant case for p < alpha / cases. Fewer rounds can only ever say inconclusive."""
+    return max(MIN_ROUNDS, math.floor(math.log2(max(cases, 1) / alpha)) + 1)
+
+
+def check_rounds(rounds: int, cases: int, alpha: float) -> None:
+    """UsageError (before anything is measured) when ``rounds`` can never give a verdict for ``cases``."""
+    need = rounds_needed(cases, alpha)
+    if rounds < need:
+        raise UsageError(f"--rounds {rounds}: with {cases} case(s) at --alpha {alpha:g} no case can ever be called "
+                         f"slower ({rounds} rounds reach p = {2.0 ** -rounds:.2g} at best; Holm asks for p < "
+                         f"{alpha / max(cases, 1):.2g}): give --rounds {need} or more")
+
+
 def _sorted_median(s: np.ndarray) -> np.ndarray:
     """Medians along the last axis of an array sorted along it: np.median's values exactly (the middle
     value, or the mean of the two middle ones computed as (a + b) / 2 as np.mean does), without its
