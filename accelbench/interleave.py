@@ -33,7 +33,7 @@ from typing import Any
 
 from . import environment
 from .backends import Backend
-from .compare import MIN_ROUNDS, CompareOptions, Comparison, LoadedRun, compare_runs
+from .compare import MIN_ROUNDS, CompareOptions, Comparison, LoadedRun, check_rounds, compare_runs
 from .errors import ResultsError, SuiteError, UsageError
 from .measure.timing import CpuTimer, TimingPolicy
 from .results import CaseRecord, RunRecord, RunWriter, Timing, TimingSummary, new_run_id, read_run
@@ -396,6 +396,7 @@ def run_with_baseline(suite: Suite, opts: RunOptions, baseline: str | Path, inte
 
     compare = compare or CompareOptions()
     if interleave:
+        check_rounds(rounds, len(plan(suite, opts)[0]), compare.alpha)  # before anything is opened or measured
         res = run_interleaved(baseline, suite, opts, rounds, tuple(compare.ignore_params), progress)
         return compare_runs(res.base, res.new, compare), res.base_dir, res.new_dir
     from .runner import run_suite
