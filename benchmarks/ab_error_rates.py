@@ -19,6 +19,9 @@ All at a 3% threshold, alpha 0.01, Holm over the suite's cases, default metric (
 kept under --work (the environments are reused), so ``--analyse`` re-reads the runs without measuring.
 
 Run:  PYTHONPATH=. python benchmarks/ab_error_rates.py --sessions 14 --ab-every 4 --separate-a 1 --json ab.json
+Separate runs beside a neighbour that keeps every CPU busy in bursts (the contention that slows a stretch
+of consecutive cases in one run; accelbench.drift rule 6):
+      PYTHONPATH=. python benchmarks/ab_error_rates.py --work /tmp/bursts --no-ab --bursts --sessions 20 --separate-a 1 --separate-b 0
 """
 
 from __future__ import annotations
@@ -92,12 +95,49 @@ def separate_run(env: Path, suite: Path, out: Path) -> str:
     return str(json.loads(r.stdout)["run_dir"])
 
 
+# A neighbour that works in bursts (another job's test run, a build): busy on every CPU for 1-4 s, then
+# idle for 2-8 s, at the benchmark's own priority, for as long as the measurement runs (--bursts).
+NEIGHBOUR = """
+import os, random, time
+rng = random.Random(int.from_bytes(os.urandom(4), "little"))
+while True:
+    time.sleep(rng.uniform(2, 8))
+    end = time.monotonic() + rng.uniform(1, 4)
+    while time.monotonic() < end:
+        sum(i * i for i in range(10000))
+"""
+
+
+def neighbours() -> list[subprocess.Popen[bytes]]:
+    import os
+
+    return [subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) for _ in range(os.cpu_count() or 2)]
+
+
 def measure(args: argparse.Namespace, work: Path, log: dict[str, Any]) -> None:
+    procs = neighbours() if args.bursts else []
+    try:
+        _measure(args, work, log)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def _measure(args: argparse.Namespace, work: Path, log: dict[str, Any]) -> None:
     a, b = envs(work)
     suite = work / "suite.yaml"
     suite.write_text(suite_text(args.time))
     for s in range(args.sessions):
         planted = args.ab_every > 0 and s % args.ab_every == args.ab_every - 1
+        if args.no_ab:  # separate runs only
+            for env, name in [(a, "A")] * args.separate_a + ([(b, "B")] if args.separate_b else []):
+                t0 = time.perf_counter()
+                log["separate"].append({"env": name, "run": separate_run(env, suite, work / "runs"),
+                                        "wall_s": time.perf_counter() - t0})
+            (work / "log.json").write_text(json.dumps(log, indent=1))
+            print(f"session {s + 1}/{args.sessions} (separate runs only)", flush=True)
+            continue
         new = b if planted else a
         t0 = time.perf_counter()
         res = run_ab(suite, str(a), str(new), AbOptions(rounds=args.rounds, out=work / "ab", seed=s, clock=args.clock,
@@ -195,6 +235,8 @@ def main() -> None:
     ap.add_argument("--pairing", default="samples", choices=("samples", "cases"), help="ab's --pairing")
     ap.add_argument("--affinity", default="same", help="ab's --affinity (none, same, or CPU numbers)")
     ap.add_argument("--threshold", type=float, default=0.03)
+    ap.add_argument("--no-ab", action="store_true", help="separate runs only (no ab sessions)")
+    ap.add_argument("--bursts", action="store_true", help="a neighbour busy on every CPU in bursts meanwhile")
     ap.add_argument("--analyse", action="store_true", help="only analyse the runs already under --work")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
