@@ -43,8 +43,10 @@ runs together reveal the rest:
    while others took at least CONTENTION_SHARE more of the machine during the slower (faster) side's
    measurement than during the other's is ``inconclusive``: the evidence cannot tell contention from a
    change. A quarter of the machine: half a core of two, where a single-threaded case starts to compete
-   for a core; 16 of 64, where one stray process is not enough. Records without the measurement (older
-   runs, imports) are judged without this rule.
+   for a core; 16 of 64, where one stray process is not enough. Cases whose two sides differ by that much
+   are also left out of the scatter and the shifts of rules 1-2 (while at least MIN_CASES others remain):
+   a burst's cases would pull the machine's shift towards themselves. Records without the measurement
+   (older runs, imports) are judged without this rule.
 """
 
 from __future__ import annotations
@@ -182,22 +184,26 @@ def assess(workloads: Sequence[str], intervals: Sequence[Interval], thresholds: 
     codes: dict[str, int] = {}
     wl = np.array([codes.setdefault(w, len(codes)) for w in workloads], dtype=np.int64)
     estimable = m >= MIN_CASES
+    # the machine's shift and scatter come from the cases measured under like contention on both sides
+    # (rule 6: a burst's cases would pull the shift towards themselves); all of them when too few are left
+    calm = np.array([b is None or n is None or abs(n - b) < CONTENTION_SHARE for b, n in shares], dtype=bool)
+    pool = ok & calm if int((ok & calm).sum()) >= MIN_CASES else ok
     tau = 0.0
     if estimable:
-        s = _mad_sd(logs[ok])
-        tau = math.sqrt(max(0.0, s * s - float(np.median(ses[ok] ** 2))))
+        s = _mad_sd(logs[pool])
+        tau = math.sqrt(max(0.0, s * s - float(np.median(ses[pool] ** 2))))
     # the shift a workload is judged against depends on the workload alone: once per workload, not per
     # case (per case it cost O(cases^2): minutes for a 100k-case gate)
     per_workload: dict[int, tuple[bool, float, float, float | None]] = {}
     for g in range(len(codes)):
-        rest = ok & (wl != g)
+        rest = pool & (wl != g)
         controlled = estimable and int(rest.sum()) >= 2
         if controlled:
             d = float(np.median(logs[rest]))
             se_d = MEDIAN_SE * _mad_sd(logs[rest]) / math.sqrt(int(rest.sum()))
             per_workload[g] = (True, d, se_d, None)
         else:
-            mine = ok & (wl == g)
+            mine = pool & (wl == g) if (pool & (wl == g)).any() else ok & (wl == g)
             per_workload[g] = (False, 0.0, 0.0, float(np.median(logs[mine])) if mine.any() else 0.0)
     # every case at once (numpy), then one Adjusted per case
     groups = [per_workload[g] for g in range(len(codes))]
