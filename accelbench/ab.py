@@ -54,7 +54,7 @@ from .isolate import WorkerError, WorkerLost, WorkerPool, WorkerProcess, clean_e
 from .results import CaseRecord, RunRecord, RunWriter, Timing, TimingSummary, new_run_id, now_iso
 from .worker import CPUS_ENV, SuiteRef, case_spec, parse_cpus, suite_payload
 
-DEFAULT_ROUNDS = 30  # the measured configuration (docs/ci.md); compare.check_rounds sets the floor
+DEFAULT_ROUNDS = 40  # the measured configuration (docs/ci.md); compare.check_rounds sets the floor
 ORDERS = ("abba", "random")
 PAIRINGS = ("samples", "cases")
 

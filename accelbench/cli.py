@@ -655,7 +655,7 @@ def ab_cmd(
     new_env: Annotated[str, typer.Option("--new", help="The candidate environment (interpreter or venv folder).",
                                          show_default=False)],
     rounds: Annotated[int, typer.Option("--rounds", help="Rounds; each starts a fresh worker per side (too few to "
-                                        "reach --alpha over the suite's cases are refused).")] = 30,
+                                        "reach --alpha over the suite's cases are refused).")] = 40,  # ab.DEFAULT_ROUNDS
     order: Annotated[str, typer.Option("--order", help="abba or random: which side goes first in a pair.")] = "abba",
     clock: Annotated[str, typer.Option("--clock", help="wall, or cpu: time CPU cases in process CPU seconds (immune "
                                        "to other processes preempting the benchmark).")] = "wall",

@@ -39,10 +39,11 @@ runs together reveal the rest:
 6. Contention. Rules 1-3 model one shift for the whole run; a burst of other processes' work (or of a
    hypervisor's steal) slows a stretch of consecutive cases, usually cases of one workload, which then
    look changed against every other workload. Each record says what share of the machine other
-   processes took while it was measured (accelbench.measure.contention). A case called slower (faster)
-   while others took at least CONTENTION_SHARE more of the machine during the slower (faster) side's
+   processes took while it was measured (accelbench.measure.contention). A case called slower or
+   faster while others took at least CONTENTION_SHARE more of the machine during one side's
    measurement than during the other's is ``inconclusive``: the evidence cannot tell contention from a
-   change. A quarter of the machine: half a core of two, where a single-threaded case starts to compete
+   change. Whichever side was busier: measured on this project's 2-vCPU VM, a neighbour's bursts made
+   some cases slower and others faster (a triad 18% slower in the quieter run). A quarter of the machine: half a core of two, where a single-threaded case starts to compete
    for a core; 16 of 64, where one stray process is not enough. Cases whose two sides differ by that much
    are also left out of the scatter and the shifts of rules 1-2 (while at least MIN_CASES others remain):
    a burst's cases would pull the machine's shift towards themselves. Records without the measurement
@@ -60,7 +61,7 @@ import numpy as np
 from scipy import special as _special
 
 MIN_CASES = 4
-CONTENTION_SHARE = 0.25  # rule 6: share of the machine others took more on the slower side
+CONTENTION_SHARE = 0.25  # rule 6: how much more of the machine others took on one side
 MAD_TO_SD = 1.4826
 MEDIAN_SE = 1.2533
 
@@ -139,17 +140,15 @@ class Assessment:
 
 def contended(verdict: str, reason: str, base: float | None, new: float | None) -> tuple[str, str]:
     """Rule 6 for one case: ``base`` and ``new`` are the shares of the machine (0..1) other processes
-    took while each side measured it (None: not measured)."""
-    if verdict not in ("slower", "faster") or base is None or new is None:
+    took while each side measured it (None: not measured). Either direction: unlike contention made
+    cases slower, and some faster (a neighbour's burst on a 2-vCPU VM), so neither verdict stands."""
+    if verdict not in ("slower", "faster") or base is None or new is None or abs(new - base) < CONTENTION_SHARE:
         return verdict, reason
-    more = new - base if verdict == "slower" else base - new
-    if more < CONTENTION_SHARE:
-        return verdict, reason
-    side = "new" if verdict == "slower" else "base"
+    busier = "new" if new > base else "base"
     return "inconclusive", (f"{verdict} ({reason}), but other processes took {max(base, new) * 100:.0f}% of the "
-                            f"machine while {side} measured it ({min(base, new) * 100:.0f}% in the other run): "
-                            "contention or a change, separate runs cannot tell (rerun on a quiet machine, or "
-                            "use accelbench ab)")
+                            f"machine while {busier} measured it ({min(base, new) * 100:.0f}% in the other run): "
+                            "unlike conditions, separate runs cannot tell contention from a change (rerun on a "
+                            "quiet machine, or use accelbench ab)")
 
 
 def _z(level: float) -> float:

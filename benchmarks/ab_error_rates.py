@@ -7,7 +7,7 @@ exactly 5% more of the same work). The suite has 24 horner cases (3 sizes x 4 de
 and 4 built-in control cases that the change does not touch. ``ab`` times CPU cases in process CPU
 seconds by default here (``--clock cpu``: on a shared 2-core machine a benchmark process runs a fraction
 of the wall time), pairs them sample by sample (``--pairing samples``) with both workers of a round on
-one CPU (``--affinity same``), 30 rounds of 1/30 of 0.75 s per case and side; separate runs use
+one CPU (``--affinity same``), 40 rounds of 1/40 of 0.75 s per case and side; separate runs use
 ``accelbench run`` as it is (wall clock). Numbers and their history: docs/ci.md.
 
   ab A/A      ``accelbench ab --base A --new A``: every ``slower`` verdict is a false alarm
@@ -227,7 +227,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/ab-error-rates"))
     ap.add_argument("--sessions", type=int, default=15)
     ap.add_argument("--ab-every", type=int, default=4, help="every Nth session is an A/B (the rest A/A)")
-    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--separate-a", type=int, default=3, help="separate runs of A after each session")
     ap.add_argument("--separate-b", type=int, default=1, help="separate runs of B after each session (0 or 1)")
     ap.add_argument("--time", type=float, default=0.75, help="max_time_s per case and side (split over rounds)")
