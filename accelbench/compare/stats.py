@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import functools
 import math
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -549,7 +550,7 @@ def _table(timings: Sequence[Timing | TimingCore | None], metric: str | None
     problems: list[str | None] = [None] * len(timings)
     for n, idx in _by_length(timings).items():
         ts = [t for t in (timings[i] for i in idx) if t is not None]
-        x = np.array([t.samples_s for t in ts], dtype=np.float64).reshape(len(ts), n)
+        x = _matrix([t.samples_s for t in ts], n)
         fin = np.isfinite(x)
         good = np.asarray((fin & (x > 0)).all(axis=1)).tolist() if n else [False] * len(ts)
         for i, t, g in zip(idx, ts, good, strict=True):
@@ -577,6 +578,14 @@ def _table(timings: Sequence[Timing | TimingCore | None], metric: str | None
             sides[i] = Side(samples=xs, strata=strata, value=value, floor_s=resolution_per_op_s(t), n=int(xs.size),
                             summary=t.summary)
     return sides, problems
+
+
+def _matrix(rows: list[Sequence[float]], n: int) -> np.ndarray:
+    """Equal-length sample rows as one (rows, n) float64 matrix: packed rows (results.CaseCore's array('d'))
+    joined as bytes in one step, lists through numpy."""
+    if rows and isinstance(rows[0], array) and all(isinstance(r, array) and r.typecode == "d" for r in rows):
+        return np.frombuffer(b"".join(cast("list[array[float]]", rows)), dtype=np.float64).reshape(len(rows), n)
+    return np.array(rows, dtype=np.float64).reshape(len(rows), n)
 
 
 def _by_length(timings: Sequence[Timing | TimingCore | None]) -> dict[int, list[int]]:
