@@ -207,3 +207,16 @@ def test_cases_skipped_on_both_sides_are_skipped_not_missing(tmp_path):
     c = compare_runs(load_side(str(tmp_path / "a")), load_side(str(tmp_path / "b")))
     verdicts = {cc.backend: cc.verdict for cc in c.cases}
     assert verdicts["gpu"] == "skipped" and c.counts()["missing"] == 0
+
+
+def test_json_output_is_indented_when_small_and_compact_when_large(capsys) -> None:
+    from accelbench.cli import _print_json
+
+    small = {"cases": [{"key": "a", "ratio": 1.0}]}
+    _print_json(small)
+    out = capsys.readouterr().out
+    assert '\n  "cases": [' in out and json.loads(out) == small
+    large = {"cases": [{"key": f"case {i}", "ratio": 1.0 + i * 1e-9, "notes": ["x" * 20]} for i in range(30_000)]}
+    _print_json(large)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and json.loads(out) == large  # one line, the same values
