@@ -43,8 +43,9 @@ runs together reveal the rest:
    faster while others took at least CONTENTION_SHARE more of the machine during one side's
    measurement than during the other's is ``inconclusive``: the evidence cannot tell contention from a
    change. Whichever side was busier: measured on this project's 2-vCPU VM, a neighbour's bursts made
-   some cases slower and others faster (a triad 18% slower in the quieter run). A quarter of the machine: half a core of two, where a single-threaded case starts to compete
-   for a core; 16 of 64, where one stray process is not enough. Cases whose two sides differ by that much
+   some cases slower and others faster (a triad 18% slower in the quieter run). A quarter of the
+   machine: half a core of two, where a single-threaded case starts to compete for a core; 16 of 64,
+   where one stray process is not enough. Cases whose two sides differ by that much
    are also left out of the scatter and the shifts of rules 1-2 (while at least MIN_CASES others remain):
    a burst's cases would pull the machine's shift towards themselves. Records without the measurement
    (older runs, imports) are judged without this rule.
@@ -202,7 +203,8 @@ def assess(workloads: Sequence[str], intervals: Sequence[Interval], thresholds: 
             se_d = MEDIAN_SE * _mad_sd(logs[rest]) / math.sqrt(int(rest.sum()))
             per_workload[g] = (True, d, se_d, None)
         else:
-            mine = pool & (wl == g) if (pool & (wl == g)).any() else ok & (wl == g)
+            mine = pool & (wl == g)
+            mine = mine if mine.any() else ok & (wl == g)
             per_workload[g] = (False, 0.0, 0.0, float(np.median(logs[mine])) if mine.any() else 0.0)
     # every case at once (numpy), then one Adjusted per case
     groups = [per_workload[g] for g in range(len(codes))]

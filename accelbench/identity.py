@@ -35,10 +35,18 @@ def canonical_params(params: Mapping[str, Any]) -> str:
     return _CANONICAL.encode(dict(params))
 
 
+def _head(workload: str, label: str | None) -> str:
+    return f"{workload}[{label}]" if label else workload
+
+
+def _id_text(suite: str, workload: str, label: str | None, params_json: str, backend: str) -> str:
+    """The one layout of an id: ``suite/workload[label]/{params}@backend``."""
+    return f"{suite}/{_head(workload, label)}/{params_json}@{backend}"
+
+
 def case_id(suite: str, workload: str, label: str | None, params: Mapping[str, Any], backend: str) -> str:
     """``CaseKey.of(...).id`` without building the key: the text a 100k-case compare matches on."""
-    head = f"{workload}[{label}]" if label else workload
-    return f"{suite}/{head}/{canonical_params(params)}@{backend}"
+    return _id_text(suite, workload, label, canonical_params(params), backend)
 
 
 @dataclass(frozen=True)
@@ -75,7 +83,7 @@ class CaseKey:
     @property
     def head(self) -> str:
         """``workload[label]``: the entry part of the id."""
-        return f"{self.workload}[{self.label}]" if self.label else self.workload
+        return _head(self.workload, self.label)
 
     @property
     def pair_key(self) -> str:
@@ -84,7 +92,7 @@ class CaseKey:
 
     @property
     def id(self) -> str:
-        return f"{self.pair_key}@{self.backend}"
+        return _id_text(self.suite, self.workload, self.label, self.params_json, self.backend)
 
     def match_key(self, ignore_params: Iterable[str] = ()) -> str:
         """The id with the named parameters left out (compare matches on it)."""
@@ -92,7 +100,7 @@ class CaseKey:
         if not ign:
             return self.id
         kept = {k: v for k, v in self.params.items() if k not in ign}
-        return f"{self.suite}/{self.head}/{canonical_params(kept)}@{self.backend}"
+        return _id_text(self.suite, self.workload, self.label, canonical_params(kept), self.backend)
 
     def with_backend(self, backend: str) -> CaseKey:
         return CaseKey(self.suite, self.workload, self.label, self.params_json, backend)

@@ -46,6 +46,7 @@ from .runner import (
     open_run,
     plan,
     run_case,
+    select,
     stop_signals,
     throughput,
 )
@@ -396,7 +397,7 @@ def run_with_baseline(suite: Suite, opts: RunOptions, baseline: str | Path, inte
 
     compare = compare or CompareOptions()
     if interleave:
-        check_rounds(rounds, len(plan(suite, opts)[0]), compare.alpha)  # before anything is opened or measured
+        check_rounds(rounds, len(select(suite, opts)), compare.alpha)  # before anything is opened or measured
         res = run_interleaved(baseline, suite, opts, rounds, tuple(compare.ignore_params), progress)
         return compare_runs(res.base, res.new, compare), res.base_dir, res.new_dir
     from .runner import run_suite

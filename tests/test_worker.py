@@ -15,9 +15,10 @@ import pytest
 from accelbench import suite as suite_mod
 from accelbench.errors import AccelbenchError
 from accelbench.isolate import WorkerProcess, check_hello, clean_env, describe_exit
+from accelbench.measure.contention import contention
 from accelbench.results import CaseRecord, read_run
 from accelbench.runner import RunOptions, run_suite
-from accelbench.worker import PROTOCOL, SuiteRef, case_spec, contention, serve
+from accelbench.worker import PROTOCOL, SuiteRef, case_spec, serve
 from tests import worker_plugins  # noqa: F401  (run --isolate loads the suite here too)
 
 ROOT = Path(__file__).resolve().parent.parent

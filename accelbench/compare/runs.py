@@ -163,13 +163,8 @@ class Comparison:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        def clean(v: Any) -> Any:
-            if isinstance(v, float) and not math.isfinite(v):
-                return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-            return v
-
         with gc_paused():  # 100k small dicts without cycles (as reading records)
-            cases = [_case_dict(c, clean) for c in self.cases]
+            cases = [_case_dict(c) for c in self.cases]
         return {
             "base": self.base, "new": self.new, "options": asdict(self.options),
             "interleaved": self.interleaved, "machine_checked": self.machine_checked,
@@ -185,15 +180,15 @@ _NUMBER_FIELDS = tuple(f.name for f in fields(CaseComparison) if "float" in str(
 _GET_FIELDS = operator.attrgetter(*_CASE_FIELDS)
 
 
-def _case_dict(c: CaseComparison, clean: Callable[[Any], Any]) -> dict[str, Any]:
-    """One case of :meth:`Comparison.to_dict`: its fields in order, non-finite numbers made JSON (only the
-    number fields are looked at: 100k cases of 30 fields each cost a --json compare 3 s)."""
+def _case_dict(c: CaseComparison) -> dict[str, Any]:
+    """One case of :meth:`Comparison.to_dict`: its fields in order, NaN as null and infinities as "inf" /
+    "-inf" (only the number fields are looked at: 100k cases of 30 fields each cost a --json compare 3 s)."""
     d = dict(zip(_CASE_FIELDS, _GET_FIELDS(c), strict=True))
     d["notes"] = list(c.notes)
     for f in _NUMBER_FIELDS:
         v = d[f]
         if v is not None and v - v != 0:  # NaN or an infinity (v - v is NaN); finite numbers give 0
-            d[f] = clean(v)
+            d[f] = None if math.isnan(v) else ("inf" if v > 0 else "-inf")
     return d
 
 
